@@ -1,0 +1,1 @@
+"""Host-side tools: provisioning, flashing, emulation, demos (CPython)."""
