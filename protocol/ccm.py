@@ -125,7 +125,7 @@ def portable_open(key, nonce, sealed, aad):
 
 
 seal = portable_seal
-open = portable_open  # noqa: A001 - the AEAD verb; shadowing is local to this module
+open = portable_open  # the AEAD verb; shadows the builtin inside this module only
 FAST = False
 
 if sys.implementation.name == "cpython":
@@ -135,5 +135,5 @@ if sys.implementation.name == "cpython":
         ccm_fast = None
     if ccm_fast is not None:
         seal = ccm_fast.seal
-        open = ccm_fast.open  # noqa: A001
+        open = ccm_fast.open
         FAST = True

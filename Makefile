@@ -1,0 +1,46 @@
+# Two commands for a fresh Debian machine, as root: `make demo` and `make test`.
+# Both install what they need first (Debian packages only when missing, then a venv).
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+APT_PKGS := python3 python3-venv python3-dev gcc mosquitto mosquitto-clients socat iproute2
+
+.PHONY: demo test lint bench install system clean
+
+demo: install
+	$(VENV)/bin/kithnet demo
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/python -m pytest -q
+
+bench: install
+	$(PY) bench/wire_size.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+install: system $(STAMP)
+
+# Debian packages: only when a command is missing, so repeat runs stay offline and fast.
+system:
+	@missing=""; \
+	for c in python3 mosquitto mosquitto_pub socat ip gcc; do \
+	  command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages (missing:$$missing)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
+	fi
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
