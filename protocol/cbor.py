@@ -15,11 +15,8 @@
 import struct
 
 from .errors import LIMIT, MALFORMED, ProtocolError
+from .limits import MAX_BYTES, MAX_DEPTH, MAX_ITEMS, MAX_TEXT
 
-MAX_DEPTH = 8  # nesting of arrays and maps
-MAX_ITEMS = 64  # entries of one array or map
-MAX_TEXT = 255  # bytes of UTF-8 in one text string
-MAX_BYTES = 1024  # bytes in one byte string
 _U64 = 0x10000000000000000
 
 _INF = float("inf")

@@ -5,11 +5,12 @@
 # decoder's rules and limits; the tests hold both paths to the same answers.
 
 import io
+import threading
 
 import cbor2
 
-from .cbor import MAX_BYTES, MAX_DEPTH, MAX_ITEMS, MAX_TEXT
 from .errors import LIMIT, MALFORMED, ProtocolError
+from .limits import MAX_BYTES, MAX_DEPTH, MAX_ITEMS, MAX_TEXT
 
 
 def _no_tag(decoder, *args):
@@ -32,37 +33,46 @@ class _EveryTag(dict):
 _TAGS = _EveryTag()
 
 
+_U64 = 0x10000000000000000
+_SCALARS = (float, bool, type(None))
+
+
 def _check(x, depth):
+    """Apply the subset's types and limits to a decoded (or to-be-encoded) value."""
     t = type(x)
-    if t is int or t is float or t is bool or x is None:
-        if t is int and not -0x10000000000000000 <= x < 0x10000000000000000:
+    if t is int:
+        if not -_U64 <= x < _U64:
             raise ProtocolError(LIMIT, "integer beyond 64 bits")
-        return
-    if t is str:
+    elif t is str:
         if len(x) > MAX_TEXT // 4 and len(x.encode("utf-8")) > MAX_TEXT:
             raise ProtocolError(LIMIT, "text string longer than %d bytes" % MAX_TEXT)
-        return
-    if t is bytes or t is bytearray or t is memoryview:
-        if len(x) > MAX_BYTES:
-            raise ProtocolError(LIMIT, "byte string of %d bytes > %d" % (len(x), MAX_BYTES))
-        return
-    if t is list or t is tuple or t is dict:
+    elif t is dict or t is list or t is tuple:
         if depth >= MAX_DEPTH:
             raise ProtocolError(LIMIT, "nesting deeper than %d" % MAX_DEPTH)
         if len(x) > MAX_ITEMS:
             raise ProtocolError(LIMIT, "container of %d entries > %d" % (len(x), MAX_ITEMS))
+        depth += 1
         if t is dict:
             for k, v in x.items():
                 kt = type(k)
-                if kt is not int and kt is not str:
+                if kt is int:
+                    if not -_U64 <= k < _U64:
+                        raise ProtocolError(LIMIT, "integer beyond 64 bits")
+                elif kt is str:
+                    _check(k, depth)
+                else:
                     raise ProtocolError(MALFORMED, "map key must be an integer or text")
-                _check(k, depth + 1)
-                _check(v, depth + 1)
+                if type(v) is not int or not -_U64 <= v < _U64:
+                    _check(v, depth)
         else:
             for v in x:
-                _check(v, depth + 1)
-        return
-    raise ProtocolError(MALFORMED, "%s is outside the subset" % t.__name__)
+                if type(v) is not int or not -_U64 <= v < _U64:
+                    _check(v, depth)
+    elif t is bytes or t is bytearray or t is memoryview:
+        if len(x) > MAX_BYTES:
+            raise ProtocolError(LIMIT, "byte string of %d bytes > %d" % (len(x), MAX_BYTES))
+    elif t not in _SCALARS:
+        raise ProtocolError(MALFORMED, "%s is outside the subset" % t.__name__)
 
 
 def dumps(obj):
@@ -73,15 +83,28 @@ def dumps(obj):
         raise ProtocolError(MALFORMED, "cannot encode: %s" % e) from None
 
 
+_local = threading.local()
+
+
+def _decoder(fp):
+    # Building a decoder with these options costs more than decoding a report: one per thread.
+    dec = getattr(_local, "dec", None)
+    if dec is None:
+        dec = _local.dec = cbor2.CBORDecoder(
+            fp,
+            semantic_decoders=_TAGS,
+            tag_hook=_no_tag,
+            max_depth=MAX_DEPTH + 1,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+        )
+    else:
+        dec.fp = fp
+    return dec
+
+
 def _decode(fp, count):
-    dec = cbor2.CBORDecoder(
-        fp,
-        semantic_decoders=_TAGS,
-        tag_hook=_no_tag,
-        max_depth=MAX_DEPTH + 1,
-        allow_indefinite=False,
-        allow_duplicate_keys=False,
-    )
+    dec = _decoder(fp)
     out = []
     try:
         for _ in range(count):

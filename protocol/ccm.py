@@ -10,10 +10,8 @@
 import sys
 
 from .errors import AUTH, LIMIT, ProtocolError
+from .limits import KEY_LEN, NONCE_LEN, TAG_LEN
 
-KEY_LEN = 16
-NONCE_LEN = 13
-TAG_LEN = 8
 _FLAGS_MAC = 0x40 | (((TAG_LEN - 2) // 2) << 3) | (15 - NONCE_LEN - 1)  # Adata, M', L'
 _FLAGS_CTR = 15 - NONCE_LEN - 1
 

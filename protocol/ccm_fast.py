@@ -3,16 +3,20 @@
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from .ccm import TAG_LEN, _check
-from .errors import AUTH, ProtocolError
+from .errors import AUTH, LIMIT, ProtocolError
+from .limits import KEY_LEN, NONCE_LEN, TAG_LEN
 
 _cache = {}
 
 
-def _aead(key):
+def _aead(key, nonce):
+    if len(nonce) != NONCE_LEN:
+        raise ProtocolError(LIMIT, "AES-CCM nonce must be %d bytes" % NONCE_LEN)
     # Building an AESCCM costs about a third of a decrypt: keep one per key.
     a = _cache.get(key)
     if a is None:
+        if len(key) != KEY_LEN:
+            raise ProtocolError(LIMIT, "AES-CCM key must be %d bytes" % KEY_LEN)
         if len(_cache) >= 4096:
             _cache.clear()
         a = _cache[bytes(key)] = AESCCM(bytes(key), tag_length=TAG_LEN)
@@ -20,15 +24,14 @@ def _aead(key):
 
 
 def seal(key, nonce, plaintext, aad):
-    _check(key, nonce)
-    return _aead(bytes(key)).encrypt(bytes(nonce), bytes(plaintext), bytes(aad))
+    return _aead(key, nonce).encrypt(nonce, plaintext, aad)
 
 
-def open(key, nonce, sealed, aad):
-    _check(key, nonce)
+def open(key, nonce, sealed, aad):  # the AEAD verb; shadows the builtin inside this module only
+    a = _aead(key, nonce)
     if len(sealed) < TAG_LEN:
         raise ProtocolError(AUTH, "sealed data shorter than the tag")
     try:
-        return _aead(bytes(key)).decrypt(bytes(nonce), bytes(sealed), bytes(aad))
+        return a.decrypt(nonce, sealed, aad)
     except InvalidTag:
         raise ProtocolError(AUTH, "tag mismatch") from None

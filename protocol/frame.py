@@ -13,6 +13,7 @@
 
 from . import ccm
 from .errors import LIMIT, MALFORMED, VERSION, ProtocolError
+from .limits import MAX_FRAME
 
 VERSION_1 = 1
 PLAIN = 0
@@ -24,7 +25,6 @@ F_CON = 0x04
 
 NODE_ID_LEN = 8
 KID_LEN = 2
-MAX_FRAME = 1232  # the UDP payload that crosses any IPv6 path unfragmented
 MAX_SEQ = 0xFFFFFFFF
 TAG_LEN = ccm.TAG_LEN
 

@@ -229,7 +229,7 @@ def validate(mtype, body):
 def encode(mtype, body):
     """The bytes of a message: CBOR type then CBOR body."""
     validate(mtype, body)
-    return cbor.dumps(mtype) + cbor.dumps(body)
+    return (bytes((mtype,)) if mtype < 24 else cbor.dumps(mtype)) + cbor.dumps(body)
 
 
 def decode(data):
