@@ -42,8 +42,13 @@ def _head(out, major, val):
         raise ProtocolError(LIMIT, "integer beyond 64 bits")
 
 
+_F32_MAX = 3.4028234663852886e38
+
+
 def f16_bits(x):
     """The half-precision bits of x, or None when x is not exactly a half float."""
+    if not -_F32_MAX <= x <= _F32_MAX:
+        return None
     b = struct.unpack(">I", struct.pack(">f", x))[0]
     if struct.unpack(">f", struct.pack(">I", b))[0] != x:
         return None  # not even a single float
@@ -100,8 +105,8 @@ def _float(out, x):
         out.append(0xF9)
         out.extend(h.to_bytes(2, "big"))
         return
-    s = struct.pack(">f", x)
-    if struct.unpack(">f", s)[0] == x:
+    s = struct.pack(">f", x) if -_F32_MAX <= x <= _F32_MAX else None
+    if s is not None and struct.unpack(">f", s)[0] == x:
         out.append(0xFA)
         out.extend(s)
         return
@@ -163,6 +168,42 @@ def _enc(out, x, depth):
         raise ProtocolError(MALFORMED, "cannot encode %s" % type(x).__name__)
 
 
+def _utf8_ok(b):
+    """RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF."""
+    i = 0
+    n = len(b)
+    while i < n:
+        c = b[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            k, lo, hi = 1, 0x80, 0xBF
+        elif c == 0xE0:
+            k, lo, hi = 2, 0xA0, 0xBF
+        elif c == 0xED:
+            k, lo, hi = 2, 0x80, 0x9F
+        elif 0xE1 <= c <= 0xEF:
+            k, lo, hi = 2, 0x80, 0xBF
+        elif c == 0xF0:
+            k, lo, hi = 3, 0x90, 0xBF
+        elif 0xF1 <= c <= 0xF3:
+            k, lo, hi = 3, 0x80, 0xBF
+        elif c == 0xF4:
+            k, lo, hi = 3, 0x80, 0x8F
+        else:
+            return False
+        if i + k >= n:
+            return False
+        if not lo <= b[i + 1] <= hi:
+            return False
+        for j in range(i + 2, i + k + 1):
+            if not 0x80 <= b[j] <= 0xBF:
+                return False
+        i += k + 1
+    return True
+
+
 def _need(buf, i, n):
     if i + n > len(buf):
         raise ProtocolError(MALFORMED, "truncated at byte %d" % i)
@@ -217,9 +258,12 @@ def _dec(buf, i, depth):
         if val > MAX_TEXT:
             raise ProtocolError(LIMIT, "text string of %d bytes > %d" % (val, MAX_TEXT))
         _need(buf, i, val)
+        raw = bytes(buf[i : i + val])
         try:
-            s = str(bytes(buf[i : i + val]), "utf-8")
+            s = str(raw, "utf-8")
         except UnicodeError:
+            raise ProtocolError(MALFORMED, "text string is not UTF-8")
+        if len(s) != val and not _utf8_ok(raw):  # MicroPython accepts overlong/surrogates
             raise ProtocolError(MALFORMED, "text string is not UTF-8")
         return s, i + val
     if major == 6:

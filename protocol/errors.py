@@ -42,7 +42,7 @@ class ProtocolError(ValueError):
     """Bad input, with a reason code (see NAMES) and a human-readable why."""
 
     def __init__(self, code, why):
-        ValueError.__init__(self, why)
+        super().__init__(why)
         self.code = code
         self.why = why
 
