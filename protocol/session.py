@@ -11,7 +11,7 @@
 # confirm shows the node does. A replayed hello gets a fresh challenge nobody can answer.
 
 from . import frame, keys, messages
-from .errors import AUTH, MALFORMED, NO_SESSION, ProtocolError
+from .errors import AUTH, LIMIT, MALFORMED, NO_SESSION, ProtocolError
 from .replay import ReplayWindow
 
 PROTOCOL_VERSION = 1
@@ -90,6 +90,8 @@ def hello_frame(body):
 def challenge(node_key, hello_msg, hello_body, sid, gw_nonce, unix_time=None):
     """Gateway side: (challenge frame, Session) answering a hello, pending its confirm."""
     node_id = hello_body[messages.H_NODE]
+    if not 0 <= sid <= 0xFFFF:
+        raise ProtocolError(LIMIT, "session id must be 0..65535")
     n2g, g2n = keys.session_keys(
         node_key, node_id, hello_body[messages.H_NONCE], gw_nonce, sid, hello_msg
     )
