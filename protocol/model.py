@@ -154,19 +154,29 @@ class Capability:
         return [self.kind, self.opts] if self.opts else self.kind
 
 
-def capabilities(caps):
-    """Capabilities from a hello's caps map {id: kind or [kind, options]}."""
+def capabilities(caps, skipped=None):
+    """Capabilities from a hello's caps map {id: kind or [kind, options]}.
+
+    A kind this registry does not know (a newer node) raises UNKNOWN_CAPABILITY, unless
+    `skipped` is a list: then its id is appended there and the rest of the node still
+    works, which is what a gateway does (SPEC.md, "Versioning").
+    """
     if not isinstance(caps, dict):
         raise ProtocolError(BAD_VALUE, "caps must be a map")
     out = {}
     for cid in caps:
         d = caps[cid]
+        opts = None
         if isinstance(d, list):
             if len(d) != 2 or not isinstance(d[1], dict):
                 raise ProtocolError(BAD_VALUE, "capability %r: expected [kind, options]" % (cid,))
-            out[cid] = Capability(cid, d[0], d[1])
-        else:
-            out[cid] = Capability(cid, d)
+            d, opts = d
+        try:
+            out[cid] = Capability(cid, d, opts)
+        except ProtocolError as e:
+            if skipped is None or e.code != UNKNOWN_CAPABILITY:
+                raise
+            skipped.append(cid)
     return out
 
 
