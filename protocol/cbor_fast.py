@@ -75,10 +75,14 @@ def _check(x, depth):
         raise ProtocolError(MALFORMED, "%s is outside the subset" % t.__name__)
 
 
+# cbor2 encodes a memoryview as an array of ints; the subset (and the portable path) as bytes.
+_ENCODERS = {memoryview: lambda enc, v: enc.encode(bytes(v))}
+
+
 def dumps(obj):
     _check(obj, 0)
     try:
-        return cbor2.dumps(obj, canonical=True)
+        return cbor2.dumps(obj, canonical=True, encoders=_ENCODERS)
     except cbor2.CBORError as e:
         raise ProtocolError(MALFORMED, "cannot encode: %s" % e) from None
 

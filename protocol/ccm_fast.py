@@ -13,13 +13,15 @@ def _aead(key, nonce):
     if len(nonce) != NONCE_LEN:
         raise ProtocolError(LIMIT, "AES-CCM nonce must be %d bytes" % NONCE_LEN)
     # Building an AESCCM costs about a third of a decrypt: keep one per key.
+    if type(key) is not bytes:
+        key = bytes(key)
     a = _cache.get(key)
     if a is None:
         if len(key) != KEY_LEN:
             raise ProtocolError(LIMIT, "AES-CCM key must be %d bytes" % KEY_LEN)
         if len(_cache) >= 4096:
             _cache.clear()
-        a = _cache[bytes(key)] = AESCCM(bytes(key), tag_length=TAG_LEN)
+        a = _cache[key] = AESCCM(key, tag_length=TAG_LEN)
     return a
 
 

@@ -86,6 +86,15 @@ OPT_SCALE = 6  # vendor kinds: decimal scale
 OPT_WRITABLE = 7  # vendor kinds: settable
 
 
+# A vendor kind's decimal scale: 10^-9 (nano) to 10^9 (giga) covers every SI prefix in use.
+MIN_SCALE = -9
+MAX_SCALE = 9
+
+
+def _is_int(x):
+    return isinstance(x, int) and x is not True and x is not False
+
+
 class Capability:
     """One capability of one node: its id on the node, its kind, and the range in force."""
 
@@ -109,21 +118,27 @@ class Capability:
             self.writable = opts.get(OPT_WRITABLE, False) is True
             self.choices = None
             lo, hi = -_I32 - 1, _I32
-            if self.vtype not in (BOOL, INT, ENUM, EVENT):
-                raise ProtocolError(
-                    BAD_VALUE, "vendor kind %d has value type %r" % (kind, self.vtype)
-                )
+            if (
+                not _is_int(self.vtype)
+                or self.vtype not in (BOOL, INT, ENUM, EVENT)
+                or not isinstance(self.unit, str)
+                or not _is_int(self.scale)
+                or not MIN_SCALE <= self.scale <= MAX_SCALE
+            ):
+                raise ProtocolError(BAD_VALUE, "vendor kind %d has bad options" % kind)
         else:
             raise ProtocolError(UNKNOWN_CAPABILITY, "unknown capability kind %d" % kind)
         lo = opts.get(OPT_MIN, lo)
         hi = opts.get(OPT_MAX, hi)
-        if not isinstance(lo, int) or not isinstance(hi, int) or lo > hi:
+        if not _is_int(lo) or not _is_int(hi) or lo > hi:
             raise ProtocolError(BAD_VALUE, "capability %d has a bad range" % cid)
         if base is not None and (lo < base[4] or hi > base[5]):
             raise ProtocolError(BAD_VALUE, "capability %d range is outside its kind's" % cid)
         self.min = lo
         self.max = hi
         self.label = opts.get(OPT_LABEL, self.name)
+        if not isinstance(self.label, str):
+            raise ProtocolError(BAD_VALUE, "capability %d label must be text" % cid)
 
     def check(self, value):
         """Raise BAD_VALUE unless value is valid for this capability; return it."""

@@ -38,20 +38,20 @@ def schedule_ms(rand16):
 class Pending:
     """Confirmable messages awaiting their answer, keyed by sequence number.
 
-    now and deadlines are in ms from any monotonic clock; diff(a, b) is a - b, or
-    time.ticks_diff on a node whose tick counter wraps.
+    now is in ms from any monotonic clock; diff(a, b) is a - b, or time.ticks_diff on a
+    node whose tick counter wraps. Only differences of tick values are ever taken, so a
+    wrap between two sends is harmless.
     """
 
     def __init__(self, limit=8, diff=None):
         self.limit = limit
         self.diff = diff or (lambda a, b: a - b)
-        self.items = {}  # seq -> [frame, deadline, timeout, tries]
+        self.items = {}  # seq -> [frame, last sent at, timeout, retransmissions]
 
     def add(self, seq, data, now, rand16):
         if len(self.items) >= self.limit:
             return False
-        t = initial_timeout_ms(rand16)
-        self.items[seq] = [data, now + t, t, 0]
+        self.items[seq] = [data, now, initial_timeout_ms(rand16), 0]
         return True
 
     def done(self, seq):
@@ -63,13 +63,13 @@ class Pending:
         lost = []
         for seq in list(self.items):
             it = self.items[seq]
-            if self.diff(now, it[1]) >= 0:
+            if self.diff(now, it[1]) >= it[2]:
                 if it[3] >= MAX_RETRANSMIT:
                     del self.items[seq]
                     lost.append(seq)
                 else:
                     it[3] += 1
                     it[2] = next_timeout_ms(it[2])
-                    it[1] = now + it[2]
+                    it[1] = now
                     resend.append(it[0])
         return resend, lost
