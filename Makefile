@@ -38,7 +38,7 @@ system:
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip 'setuptools>=68' wheel
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
