@@ -6,6 +6,8 @@
 # own fields or, in the state messages REPORT, COMMAND and RESULT, capability ids
 # mapped to values. Unknown keys are ignored; unknown types are an UNKNOWN_TYPE error.
 
+import sys
+
 from . import cbor
 from .errors import MALFORMED, UNKNOWN_TYPE, ProtocolError
 
@@ -117,52 +119,44 @@ OTA_FAILED = 6
 
 NONCE_LEN = 8
 
-# Field rules: type -> ((key, kind, required), ...). kinds: u uint, i int, b bytes,
-# t text, B bool, m map, a array. State messages also take capability entries.
-_U, _I, _B, _T, _BOOL, _M, _A = "u", "i", "b", "t", "B", "m", "a"
+# Field rules per type, one token per field: key, kind, "!" if required. Kinds: u uint,
+# i int, b bytes, t text, B bool, m map, a array. State messages also take capability
+# entries. Kept as text rather than tuples: on a node each tuple would cost heap.
 RULES = {
-    HELLO: (
-        (H_NODE, _B, True),
-        (H_NONCE, _B, True),
-        (H_PROTO, _U, True),
-        (H_MODEL, _T, True),
-        (H_FW, _T, True),
-        (H_CAPS, _M, True),
-        (H_REBOOT, _U, False),
-        (H_SLEEPY, _BOOL, False),
-        (H_NAME, _T, False),
-        (DUE, _U, False),
-    ),
-    CHALLENGE: (
-        (C_NODE, _B, True),
-        (C_NONCE, _B, True),
-        (C_SID, _U, True),
-        (C_PROOF, _B, True),
-        (C_TIME, _U, False),
-    ),
-    CONFIRM: (),
-    ACK: ((REF, _U, True),),
-    ERROR: ((CODE, _U, True), (REF, _U, False), (TEXT, _T, False), (ERR_VERSIONS, _A, False)),
-    PING: (),
-    PONG: ((REF, _U, True),),
-    REPORT: ((DUE, _U, False), (AGE, _U, False)),
-    EVENT: ((E_CAP, _U, True), (E_CODE, _U, True), (E_COUNT, _U, False), (AGE, _U, False)),
-    COMMAND: ((FADE, _U, False),),
-    RESULT: ((REF, _U, True), (CODE, _U, True)),
-    CONFIG_GET: ((CFG_KEYS, _A, False),),
-    CONFIG_SET: ((CFG_VALUES, _M, True),),
-    CONFIG: ((REF, _U, True), (CODE, _U, True), (CFG_VALUES, _M, False)),
-    TIME: ((T_UNIX, _U, False), (T_OFFSET, _I, False), (REF, _U, False)),
-    OTA_OFFER: (
-        (OTA_VERSION, _T, True),
-        (OTA_SIZE, _U, True),
-        (OTA_SHA256, _B, True),
-        (OTA_CHUNK_SIZE, _U, True),
-        (OTA_BUNDLE, _T, False),
-    ),
-    OTA_CHUNK: ((OTA_OFFSET, _U, True), (OTA_DATA, _B, True)),
-    OTA_STATUS: ((REF, _U, False), (CODE, _U, True), (OTA_STATE, _U, True), (OTA_NEXT, _U, False)),
+    HELLO: "1b! 2b! 3u! 4t! 5t! 6m! 7u 8B 9t -1u",
+    CHALLENGE: "1b! 2b! 3u! 4b! 5u",
+    CONFIRM: "",
+    ACK: "-3u!",
+    ERROR: "-4u! -3u -5t 1a",
+    PING: "",
+    PONG: "-3u!",
+    REPORT: "-1u -2u",
+    EVENT: "1u! 2u! 3u -2u",
+    COMMAND: "-6u",
+    RESULT: "-3u! -4u!",
+    CONFIG_GET: "1a",
+    CONFIG_SET: "1m!",
+    CONFIG: "-3u! -4u! 1m",
+    TIME: "1u 2i -3u",
+    OTA_OFFER: "1t! 2u! 3b! 4u! 5t",
+    OTA_CHUNK: "1u! 2b!",
+    OTA_STATUS: "-3u -4u! 1u! 2u",
 }
+
+
+def rules(mtype):
+    """((key, kind, required), ...) of a type, or None for an unknown type."""
+    spec = RULES.get(mtype)
+    if spec is None:
+        return None
+    out = []
+    for tok in spec.split():
+        req = tok[-1] == "!"
+        if req:
+            tok = tok[:-1]
+        out.append((int(tok[:-1]), tok[-1], req))
+    return out
+
 
 STATE_TYPES = (REPORT, COMMAND, RESULT)
 
@@ -181,30 +175,41 @@ ANSWERS = {
 }
 
 
+_rules = rules
+if sys.implementation.name != "micropython":  # the gateway's hot path: parse each spec once
+    _cache = {}
+
+    def _rules(mtype):
+        r = _cache.get(mtype)
+        if r is None and mtype in RULES:
+            r = _cache[mtype] = rules(mtype)
+        return r
+
+
 def _kind_ok(v, kind):
-    if kind == _U:
+    if kind == "u":
         return isinstance(v, int) and v is not True and v is not False and v >= 0
-    if kind == _I:
+    if kind == "i":
         return isinstance(v, int) and v is not True and v is not False
-    if kind == _B:
+    if kind == "b":
         return isinstance(v, bytes)
-    if kind == _T:
+    if kind == "t":
         return isinstance(v, str)
-    if kind == _BOOL:
+    if kind == "B":
         return v is True or v is False
-    if kind == _M:
+    if kind == "m":
         return isinstance(v, dict)
     return isinstance(v, list)
 
 
 def validate(mtype, body):
     """Check body against the rules of mtype; raise MALFORMED naming the field."""
-    rules = RULES.get(mtype)
-    if rules is None:
+    fields = _rules(mtype)
+    if fields is None:
         raise ProtocolError(UNKNOWN_TYPE, "unknown message type %r" % (mtype,))
     if not isinstance(body, dict):
         raise ProtocolError(MALFORMED, "%s body must be a map" % NAMES[mtype])
-    for key, kind, required in rules:
+    for key, kind, required in fields:
         if key in body:
             if not _kind_ok(body[key], kind):
                 raise ProtocolError(

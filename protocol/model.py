@@ -190,7 +190,7 @@ def capabilities(caps, skipped=None):
             out[cid] = Capability(cid, d, opts)
         except ProtocolError as e:
             if skipped is None or e.code != UNKNOWN_CAPABILITY:
-                raise
+                raise e
             skipped.append(cid)
     return out
 

@@ -10,7 +10,7 @@
 # Keys come from keys.session_keys; the proof shows the gateway holds the node key, the
 # confirm shows the node does. A replayed hello gets a fresh challenge nobody can answer.
 
-from . import frame, keys, messages
+from . import frame, messages
 from .errors import AUTH, LIMIT, MALFORMED, NO_SESSION, ProtocolError
 from .replay import ReplayWindow
 
@@ -66,7 +66,12 @@ class Session:
         self.window.check(seq)  # cheap rejection of old frames before decrypting
         msg = frame.open_sealed(data, parsed, self.recv_key, self.node_id)
         new = self.window.accept(seq)
-        mtype, body = messages.decode(msg)
+        try:
+            mtype, body = messages.decode(msg)
+        except ProtocolError as e:
+            e.seq = seq  # authentic but not understood: the caller answers ERROR with REF
+            e.con = con
+            raise e
         return seq, con, mtype, body, new
 
     def remember(self, ref, data):
@@ -89,6 +94,8 @@ def hello_frame(body):
 
 def challenge(node_key, hello_msg, hello_body, sid, gw_nonce, unix_time=None):
     """Gateway side: (challenge frame, Session) answering a hello, pending its confirm."""
+    from . import keys  # handshake code is loaded only when a handshake runs (node heap)
+
     node_id = hello_body[messages.H_NODE]
     if not 0 <= sid <= 0xFFFF:
         raise ProtocolError(LIMIT, "session id must be 0..65535")
@@ -109,6 +116,8 @@ def challenge(node_key, hello_msg, hello_body, sid, gw_nonce, unix_time=None):
 
 def answer(node_key, hello_msg, hello_body, chal_body):
     """Node side: the Session a challenge opens, after checking the gateway's proof."""
+    from . import keys
+
     node_id = hello_body[messages.H_NODE]
     if chal_body[messages.C_NODE] != node_id:
         raise ProtocolError(AUTH, "challenge names another node")

@@ -30,7 +30,9 @@ def run_micropython(
     MICROPYPATH replaces the default path entirely, so `.frozen` (asyncio, ...) is kept.
     """
     env = dict(os.environ)
-    env["MICROPYPATH"] = os.pathsep.join([str(ROOT), str(MP_DIR), ".frozen"])
+    env["MICROPYPATH"] = os.pathsep.join(
+        [str(ROOT), str(ROOT / "firmware"), str(MP_DIR), ".frozen"]
+    )
     cmd = [micropython_path(), "-X", "heapsize=" + heap, str(script), *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
