@@ -1,0 +1,74 @@
+# config.json: everything that makes a board a particular node, as data (like an ESPHome
+# YAML). Loaded once at boot; a missing or broken file stops the node with one clear line
+# instead of a traceback, and the file is left untouched for the user to fix.
+
+import json
+
+from protocol import model
+
+DEFAULT_PORT = 47801
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _hex(s, n, what):
+    try:
+        b = bytes.fromhex(s)
+    except (TypeError, ValueError):
+        b = b""
+    if len(b) != n:
+        raise ConfigError("%s must be %d hex digits" % (what, 2 * n))
+    return b
+
+
+def load(path="config.json"):
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except OSError:
+        raise ConfigError("%s is missing: provision the board (kithnet flash / node create)" % path)
+    except ValueError:
+        raise ConfigError("%s is not valid JSON" % path)
+    return check(cfg)
+
+
+def check(cfg):
+    """Validate and complete a config dict; ConfigError names the first problem."""
+    if not isinstance(cfg, dict):
+        raise ConfigError("config must be a JSON object")
+    node = cfg.get("node")
+    if not isinstance(node, dict):
+        raise ConfigError("config lacks the node section (id, key, name)")
+    cfg["node_id"] = _hex(node.get("id"), 8, "node.id")
+    cfg["key"] = _hex(node.get("key"), 16, "node.key")
+    if not isinstance(node.get("name"), str) or not node["name"]:
+        raise ConfigError("node.name must be a non-empty string")
+    cfg["hostname"] = "kn-" + node["id"].lower()
+    devices = cfg.get("devices")
+    if not isinstance(devices, list) or not devices:
+        raise ConfigError("config lacks devices")
+    seen = {}
+    for i, dev in enumerate(devices):
+        if not isinstance(dev, dict) or not isinstance(dev.get("driver"), str):
+            raise ConfigError("devices[%d] needs a driver" % i)
+        dev.setdefault("name", "%s%d" % (dev["driver"], i))
+        caps = dev.get("caps", {})
+        if not isinstance(caps, dict):
+            raise ConfigError("devices[%d].caps must map kind names to ids" % i)
+        for kind in caps:
+            cid = caps[kind]
+            if kind not in model.BY_NAME:
+                raise ConfigError("devices[%d]: unknown capability kind %r" % (i, kind))
+            if not isinstance(cid, int) or cid < 1 or cid > 0xFFFF or cid in seen:
+                raise ConfigError("devices[%d]: capability id %r is not a new id" % (i, cid))
+            seen[cid] = model.BY_NAME[kind]
+    cfg["caps"] = seen
+    rep = cfg.setdefault("report", {})
+    rep.setdefault("interval", 60)
+    rep.setdefault("sample_ms", 1000)
+    rep.setdefault("deadband", {})
+    cfg.setdefault("port", DEFAULT_PORT)
+    cfg.setdefault("sleep", {})
+    return cfg

@@ -1,0 +1,301 @@
+# The node's link to the gateway: handshake, session, confirmable messages, buffering.
+#
+# States: no gateway address yet -> hello sent (retransmitted, then backed off with jitter)
+# -> session (confirm sent) -> online (confirm acknowledged). Reports made while not online
+# wait in a bounded buffer (oldest dropped first, counted) and go out with their AGE once
+# online again. A confirmable message that is given up, or a NO_SESSION hint from the
+# gateway, ends the session; the handshake starts over. Every frame that fails to parse,
+# authenticate or pass the replay window is dropped and counted by reason, never raised.
+
+import os
+import sys
+import time
+
+from protocol import cbor, errors, frame, retransmit, session
+from protocol import messages as M
+from protocol.errors import ProtocolError
+
+BUFFER = 16  # reports kept while the gateway is away
+MAX_BACKOFF_MS = 300000
+_RTC_MAGIC = b"kn1"
+
+
+def _rand16():
+    b = os.urandom(2)
+    return (b[0] << 8) | b[1]
+
+
+def _unload(*names):
+    """Drop modules only a handshake needs; the next handshake imports them again."""
+    import protocol
+
+    for n in names:
+        sys.modules.pop("protocol." + n, None)
+        try:
+            delattr(protocol, n)
+        except AttributeError:
+            pass
+
+
+class Link:
+    def __init__(self, node):
+        self.node = node
+        cfg = node.cfg
+        self.node_id = cfg["node_id"]
+        self.key = cfg["key"]
+        self.sleepy = bool(cfg["sleep"].get("enabled"))
+        self.sock = None
+        self.gw = None  # the gateway's socket address
+        self.sess = None
+        self.online = False
+        self.hello = None  # (message bytes, body, frame, sends, first sent at)
+        self.next_hello = time.ticks_ms()
+        self.backoff = 2000
+        self.pending = retransmit.Pending(8, time.ticks_diff)
+        self.kinds = {}  # seq of a pending CON message -> (type, body)
+        self.confirm_seq = -1
+        self.buf = []  # [(ticks made, type, body)]
+        self.lost = 0
+        self.dropped = {}
+        self.seq_mark = 0
+        self.clock = None  # (unix seconds, ticks) from the gateway
+
+    # -- sending -------------------------------------------------------------------
+
+    def _out(self, data):
+        try:
+            self.sock.sendto(data, self.gw)
+        except OSError as e:  # ENOBUFS under memory pressure, or no route: a lost datagram
+            self.node.log("send failed: %s" % e)
+
+    def send(self, mtype, body, con=False):
+        """Seal and send in the session; a CON message is kept until answered. Returns seq."""
+        s = self.sess
+        if self.sleepy and s.send_seq >= self.seq_mark:
+            self.seq_mark = s.send_seq + 16
+            self.save_rtc()  # write-ahead: a reboot resumes past every number used
+        seq, data = s.seal(mtype, body, con)
+        self._out(data)
+        if con:
+            if self.pending.add(seq, data, time.ticks_ms(), _rand16()):
+                self.kinds[seq] = (mtype, body)
+        return seq
+
+    def post(self, mtype, body, con):
+        """A report or event: sent now when online, else buffered with its time."""
+        if self.online and (not con or len(self.pending.items) < 4):
+            self.send(mtype, body, con)
+        else:
+            self._keep(time.ticks_ms(), mtype, body)
+
+    def _keep(self, t, mtype, body):
+        if len(self.buf) >= BUFFER:
+            self.buf.pop(0)
+            self.lost += 1
+        self.buf.append((t, mtype, body))
+
+    def _flush(self, now):
+        while self.buf and len(self.pending.items) < 4:
+            t, mtype, body = self.buf.pop(0)
+            age = time.ticks_diff(now, t) // 1000
+            if age > 0:
+                body[M.AGE] = age + body.get(M.AGE, 0)
+            self.send(mtype, body, True)
+
+    # -- handshake -------------------------------------------------------------------
+
+    def _hello_body(self):
+        n = self.node
+        body = {
+            M.H_NODE: self.node_id,
+            M.H_NONCE: os.urandom(M.NONCE_LEN),
+            M.H_PROTO: session.PROTOCOL_VERSION,
+            M.H_MODEL: n.model,
+            M.H_FW: n.firmware,
+            M.H_CAPS: n.describe(),
+            M.H_REBOOT: n.reboot,
+            M.H_NAME: n.cfg["node"]["name"],
+            M.DUE: n.due(),
+        }
+        if self.sleepy:
+            body[M.H_SLEEPY] = True
+        return body
+
+    def _send_hello(self, now):
+        if self.hello is None:
+            body = self._hello_body()
+            msg, data = session.hello_frame(body)
+            self.hello = [msg, body, data, 0, now]
+        self.hello[3] += 1
+        self._out(self.hello[2])
+
+    def restart(self, why, delay=None):
+        """End the session; try again after the back-off (with jitter)."""
+        if self.sess is not None or self.online:
+            self.node.log("link down: %s" % why)
+        self.sess = None
+        self.online = False
+        for seq in list(self.pending.items):
+            self._given_up(seq)
+        self.hello = None
+        if delay is None:
+            delay = self.backoff
+            self.backoff = min(self.backoff * 2, MAX_BACKOFF_MS)
+        self.next_hello = time.ticks_add(time.ticks_ms(), delay + delay * _rand16() // 131072)
+
+    def _given_up(self, seq):
+        self.pending.done(seq)
+        kind = self.kinds.pop(seq, None)
+        if kind is not None and kind[0] in (M.REPORT, M.EVENT):
+            self._keep(time.ticks_ms(), kind[0], kind[1])  # not lost: sent again later
+
+    # -- the clock -------------------------------------------------------------------
+
+    def tick(self, now):
+        if self.gw is None:
+            return
+        if self.sess is None:
+            h = self.hello
+            if h is None:
+                if time.ticks_diff(now, self.next_hello) >= 0:
+                    self._send_hello(now)
+            else:
+                sched = retransmit.schedule_ms(0)
+                if h[3] > retransmit.MAX_RETRANSMIT:
+                    if time.ticks_diff(now, h[4]) >= sched[-1]:
+                        self.restart("no challenge")
+                elif time.ticks_diff(now, h[4]) >= sched[h[3] - 1]:
+                    self._send_hello(now)
+            return
+        resend, lost = self.pending.due(now)
+        for data in resend:
+            self._out(data)
+        if lost:
+            for seq in lost:
+                self._given_up(seq)
+            self.restart("no answer from the gateway")
+            return
+        if self.online and self.buf:
+            self._flush(now)
+
+    # -- receiving -------------------------------------------------------------------
+
+    def drop(self, e):
+        self.dropped[e.code] = self.dropped.get(e.code, 0) + 1
+
+    def handle(self, data, src):
+        try:
+            p = frame.parse(data)
+            if p[0] == frame.PLAIN:
+                mtype, body = M.decode(data[p[5] :])
+                self._plain(mtype, body)
+                return
+            if self.sess is None:
+                raise ProtocolError(errors.NO_SESSION, "no session yet")
+            seq, con, mtype, body, new = self.sess.open(data, p)
+        except ProtocolError as e:
+            self.drop(e)
+            return
+        if not new:  # a retransmission: answer again, never apply twice
+            if con:
+                ans = self.sess.answer_for(seq)
+                if ans is not None:
+                    self._out(ans)
+                else:
+                    self.send(M.ACK, {M.REF: seq})
+            return
+        if self.sleepy:
+            self.save_rtc()
+        self._session(seq, con, mtype, body)
+
+    def _plain(self, mtype, body):
+        if mtype == M.CHALLENGE:
+            h = self.hello
+            if h is None or self.sess is not None:
+                return
+            try:
+                self.sess = session.answer(self.key, h[0], h[1], body)
+            except ProtocolError as e:
+                self.drop(e)
+                self.node.log("challenge rejected (%s): does the gateway hold this node's key?" % e)
+                return
+            self.hello = None
+            _unload("keys", "kdf")
+            if M.C_TIME in body:
+                self.clock = (body[M.C_TIME], time.ticks_ms())
+            self.seq_mark = 0
+            self.confirm_seq = self.send(M.CONFIRM, {}, True)
+        elif mtype == M.ERROR:
+            code = body[M.CODE]
+            self.node.log("gateway says %s" % errors.NAMES.get(code, code))
+            if code == errors.NO_SESSION and self.sess is not None:
+                self.restart("gateway lost the session", 500)
+            elif self.sess is None and self.hello is not None:
+                self.restart("hello refused")
+
+    def _session(self, seq, con, mtype, body):
+        if mtype == M.ACK:
+            ref = body[M.REF]
+            self.kinds.pop(ref, None)
+            self.pending.done(ref)
+            if ref == self.confirm_seq and not self.online:
+                self.online = True
+                self.backoff = 2000
+                self.node.log("online: session %d" % self.sess.sid)
+                self.node.online()
+            return
+        if mtype == M.ERROR:
+            ref = body.get(M.REF)
+            if ref is not None:
+                self.kinds.pop(ref, None)
+                self.pending.done(ref)
+            self.node.log("gateway error %s" % errors.NAMES.get(body[M.CODE], body[M.CODE]))
+            return
+        if mtype == M.TIME and M.T_UNIX in body:
+            self.clock = (body[M.T_UNIX], time.ticks_ms())
+            ref = body.get(M.REF)
+            if ref is not None:
+                self.kinds.pop(ref, None)
+                self.pending.done(ref)
+            return
+        answer = self.node.answer(mtype, body)
+        if answer is None:
+            if con:
+                self.send(M.ACK, {M.REF: seq})
+            return
+        atype, abody = answer
+        abody[M.REF] = seq
+        s = self.sess
+        if self.sleepy and s.send_seq >= self.seq_mark:
+            self.seq_mark = s.send_seq + 16
+            self.save_rtc()
+        _, data = s.seal(atype, abody)
+        s.remember(seq, data)
+        self._out(data)
+
+    # -- deep sleep --------------------------------------------------------------------
+
+    def save_rtc(self):
+        """Keep the session in RTC memory across deep sleep (sleepy nodes only)."""
+        s = self.sess
+        if s is None or not self.online:
+            self.node.hal.rtc_memory(b"")
+            return
+        rec = [s.sid, s.send_key, s.recv_key, self.seq_mark, s.window.highest, self.gw]
+        self.node.hal.rtc_memory(_RTC_MAGIC + cbor.dumps(rec))
+
+    def resume_rtc(self):
+        """A session kept over deep sleep, resumed past its reserved sequence numbers."""
+        data = self.node.hal.rtc_memory()
+        if not data or data[:3] != _RTC_MAGIC:
+            return False
+        try:
+            sid, skey, rkey, mark, highest, gw = cbor.loads(data[3:])
+        except (ProtocolError, ValueError, TypeError):
+            return False
+        self.sess = session.Session(self.node_id, sid, skey, rkey, False, send_seq=mark)
+        self.sess.window.highest = highest
+        self.seq_mark = mark
+        self.gw = tuple(gw) if isinstance(gw, list) else gw  # esp32 addresses are tuples
+        self.online = True
+        return True

