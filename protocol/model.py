@@ -7,12 +7,9 @@
 # approach): the ESP32 has only single-precision floats, and integers encode the same
 # on every interpreter. temperature 2150 with scale -2 is 21.50 degC.
 
-from .errors import BAD_VALUE, NOT_WRITABLE, UNKNOWN_CAPABILITY, ProtocolError
-
-BOOL = 0
-INT = 1
-ENUM = 2
-EVENT = 3  # no state: occurrences travel as EVENT messages
+from . import values
+from .errors import BAD_VALUE, UNKNOWN_CAPABILITY, ProtocolError
+from .values import BOOL, ENUM, EVENT, INT
 
 TYPE_NAMES = ("bool", "int", "enum", "event")
 
@@ -140,29 +137,17 @@ class Capability:
         if not isinstance(self.label, str):
             raise ProtocolError(BAD_VALUE, "capability %d label must be text" % cid)
 
+    @property
+    def rule(self):
+        """The tuple values.check takes: what a node keeps to check commands."""
+        return (self.label, self.vtype, self.min, self.max, self.choices, self.writable)
+
     def check(self, value):
         """Raise BAD_VALUE unless value is valid for this capability; return it."""
-        t = self.vtype
-        if t == BOOL:
-            if value is not True and value is not False:
-                raise ProtocolError(BAD_VALUE, "%s takes true or false" % self.label)
-            return value
-        if value is True or value is False or not isinstance(value, int):
-            raise ProtocolError(BAD_VALUE, "%s takes an integer" % self.label)
-        if value < self.min or value > self.max:
-            raise ProtocolError(
-                BAD_VALUE, "%s value %d is outside %d..%d" % (self.label, value, self.min, self.max)
-            )
-        if self.choices is not None and value not in self.choices:
-            raise ProtocolError(BAD_VALUE, "%s has no choice %d" % (self.label, value))
-        return value
+        return values.check(self.rule, value)
 
     def check_set(self, value):
-        if not self.writable:
-            raise ProtocolError(NOT_WRITABLE, "%s cannot be set" % self.label)
-        if self.vtype == EVENT:
-            raise ProtocolError(NOT_WRITABLE, "%s is an event" % self.label)
-        return self.check(value)
+        return values.check_set(self.rule, value)
 
     def describe(self):
         """What hello carries for this capability: the kind, or [kind, options]."""
