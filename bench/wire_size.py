@@ -492,7 +492,9 @@ def run_micropython(exe, hello_msg, seq, iters, reps, native=False):
     cmd += [str(v) for v in (SID, UNIX_TIME, seq, iters, reps)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=170)
     if proc.returncode != 0:
-        raise RuntimeError(f"micropython failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"micropython failed ({proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

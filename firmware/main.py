@@ -4,6 +4,6 @@ import sys
 if "lib" not in sys.path and "/lib" not in sys.path:
     sys.path.append("lib")  # the Unix port has no /lib on its path; the board layout does
 
-from node import runtime  # noqa: E402
+from node import runtime
 
 runtime.main()

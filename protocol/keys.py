@@ -1,4 +1,5 @@
-# Key schedule and handshake proofs. MicroPython and CPython.
+# Key schedule and the handshake's crypto (session.challenge and session.answer call in
+# here). MicroPython and CPython. A node loads this module only while it runs a handshake.
 #
 # Each node holds one 128-bit key, provisioned at flashing time. Nothing is ever sealed
 # under it directly: a handshake (hello with the node's nonce, challenge with the
@@ -7,9 +8,10 @@
 # frames, which cannot run a handshake, use a key derived for broadcast and a counter
 # the node persists (BroadcastCounter).
 
-from . import ccm, frame
-from .errors import LIMIT, ProtocolError
+from . import ccm, frame, messages
+from .errors import AUTH, LIMIT, MALFORMED, ProtocolError
 from .kdf import hkdf, sha256
+from .session import Session  # session imports this module only inside its functions
 
 KEY_LEN = 16
 _SESSION_INFO = b"kithnet/1 session"
@@ -43,6 +45,41 @@ def challenge_proof(gw_key, node_id):
 
 def check_proof(gw_key, node_id, proof):
     ccm.open(gw_key, frame.nonce(frame.SESSION, True, node_id, 0), proof, _PROOF_AAD)
+
+
+def challenge(node_key, hello_msg, hello_body, sid, gw_nonce, unix_time=None):
+    """Gateway side: (challenge frame, Session) answering a hello, pending its confirm."""
+    node_id = hello_body[messages.H_NODE]
+    if not 0 <= sid <= 0xFFFF:
+        raise ProtocolError(LIMIT, "session id must be 0..65535")
+    n2g, g2n = session_keys(
+        node_key, node_id, hello_body[messages.H_NONCE], gw_nonce, sid, hello_msg
+    )
+    body = {
+        messages.C_NODE: node_id,
+        messages.C_NONCE: bytes(gw_nonce),
+        messages.C_SID: sid,
+        messages.C_PROOF: challenge_proof(g2n, node_id),
+    }
+    if unix_time is not None:
+        body[messages.C_TIME] = unix_time
+    data = frame.plain(messages.encode(messages.CHALLENGE, body), True)
+    return data, Session(node_id, sid, g2n, n2g, True, send_seq=1)
+
+
+def answer(node_key, hello_msg, hello_body, chal_body):
+    """Node side: the Session a challenge opens, after checking the gateway's proof."""
+    node_id = hello_body[messages.H_NODE]
+    if chal_body[messages.C_NODE] != node_id:
+        raise ProtocolError(AUTH, "challenge names another node")
+    sid = chal_body[messages.C_SID]
+    if sid > 0xFFFF:
+        raise ProtocolError(MALFORMED, "session id beyond 16 bits")
+    n2g, g2n = session_keys(
+        node_key, node_id, hello_body[messages.H_NONCE], chal_body[messages.C_NONCE], sid, hello_msg
+    )
+    check_proof(g2n, node_id, chal_body[messages.C_PROOF])
+    return Session(node_id, sid, n2g, g2n, False)
 
 
 class BroadcastCounter:

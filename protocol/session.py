@@ -11,7 +11,7 @@
 # confirm shows the node does. A replayed hello gets a fresh challenge nobody can answer.
 
 from . import frame, messages
-from .errors import AUTH, LIMIT, MALFORMED, NO_SESSION, ProtocolError
+from .errors import AUTH, MALFORMED, NO_SESSION, ProtocolError
 from .replay import ReplayWindow
 
 PROTOCOL_VERSION = 1
@@ -86,6 +86,18 @@ class Session:
         return self._answers.get(ref)
 
 
+_KEYS = __name__[: __name__.rfind(".") + 1] + "keys"  # "protocol.keys" on a node
+
+
+def _keys():
+    """The handshake's crypto, imported when a handshake runs (a node drops it after).
+
+    By absolute name: MicroPython's native emitter cannot resolve a relative import made
+    inside a function.
+    """
+    return __import__(_KEYS, None, None, ["challenge"])
+
+
 def hello_frame(body):
     """(message bytes, frame) of a hello; the gateway hashes the message bytes into the keys."""
     msg = messages.encode(messages.HELLO, body)
@@ -94,41 +106,12 @@ def hello_frame(body):
 
 def challenge(node_key, hello_msg, hello_body, sid, gw_nonce, unix_time=None):
     """Gateway side: (challenge frame, Session) answering a hello, pending its confirm."""
-    from . import keys  # handshake code is loaded only when a handshake runs (node heap)
-
-    node_id = hello_body[messages.H_NODE]
-    if not 0 <= sid <= 0xFFFF:
-        raise ProtocolError(LIMIT, "session id must be 0..65535")
-    n2g, g2n = keys.session_keys(
-        node_key, node_id, hello_body[messages.H_NONCE], gw_nonce, sid, hello_msg
-    )
-    body = {
-        messages.C_NODE: node_id,
-        messages.C_NONCE: bytes(gw_nonce),
-        messages.C_SID: sid,
-        messages.C_PROOF: keys.challenge_proof(g2n, node_id),
-    }
-    if unix_time is not None:
-        body[messages.C_TIME] = unix_time
-    data = frame.plain(messages.encode(messages.CHALLENGE, body), True)
-    return data, Session(node_id, sid, g2n, n2g, True, send_seq=1)
+    return _keys().challenge(node_key, hello_msg, hello_body, sid, gw_nonce, unix_time)
 
 
 def answer(node_key, hello_msg, hello_body, chal_body):
     """Node side: the Session a challenge opens, after checking the gateway's proof."""
-    from . import keys
-
-    node_id = hello_body[messages.H_NODE]
-    if chal_body[messages.C_NODE] != node_id:
-        raise ProtocolError(AUTH, "challenge names another node")
-    sid = chal_body[messages.C_SID]
-    if sid > 0xFFFF:
-        raise ProtocolError(MALFORMED, "session id beyond 16 bits")
-    n2g, g2n = keys.session_keys(
-        node_key, node_id, hello_body[messages.H_NONCE], chal_body[messages.C_NONCE], sid, hello_msg
-    )
-    keys.check_proof(g2n, node_id, chal_body[messages.C_PROOF])
-    return Session(node_id, sid, n2g, g2n, False)
+    return _keys().answer(node_key, hello_msg, hello_body, chal_body)
 
 
 def seal_broadcast(bkey, node_id, seq, mtype, body):

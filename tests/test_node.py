@@ -17,7 +17,6 @@ import pytest
 from kithnet.protocol import errors, model
 from kithnet.protocol import messages as M
 from kithnet.tools import board as B
-
 from peer import Peer
 
 KEY = bytes(range(16))
@@ -42,11 +41,11 @@ def peer():
 def boards(tmp_path):
     started: list[B.Board] = []
 
-    def make(kind, peer=None, *, overrides=None, mpy=False, start=True, **kw):
+    def make(kind, peer=None, *, overrides=None, mpy=True, start=True, **kw):
         node_id = os.urandom(8)
         path = tmp_path / f"{kind}-{node_id.hex()}"
         gw = peer.addr if peer is not None else ("127.0.0.1", _port())
-        over = {"mdns": "off"}
+        over = {"mdns": "off", "sleep": {}}  # awake unless a test wants deep sleep
         over.update(overrides or {})
         cfg = B.make_board(
             path, kind, f"Test {kind}", node_id=node_id, key=KEY, gateway=gw, port=_port(),
@@ -134,7 +133,10 @@ def test_light_and_climate_commands(peer, boards):
     res = peer.command(light.node_id, {lc["switch"]: True, lc["brightness"]: 128, M.FADE: 200})
     assert res[M.CODE] == 0 and res[lc["brightness"]] == 128
     cc = caps_of(clim.cfg)
-    res = peer.command(clim.node_id, {cc["setpoint"]: 2350, cc["hvac_mode"]: 2})
+    try:
+        res = peer.command(clim.node_id, {cc["setpoint"]: 2350, cc["hvac_mode"]: 2})
+    except TimeoutError:
+        pytest.fail(f"{cc}\n{peer.dropped}\n" + clim.console()[-3000:])
     assert res[M.CODE] == 0 and res[cc["setpoint"]] == 2350 and res[cc["hvac_mode"]] == 2
 
 
@@ -183,7 +185,10 @@ def test_node_rejects_and_counts_bad_frames_and_keeps_reporting(peer, boards):
             time.sleep(0.02)
     tx.close()
     n = len(reports_of(peer, b.node_id))
-    peer.wait(lambda: len(reports_of(peer, b.node_id)) > n + 1, 20)
+    try:
+        peer.wait(lambda: len(reports_of(peer, b.node_id)) > n + 1, 20)
+    except TimeoutError:
+        pytest.fail(f"no reports after the fuzzing; {peer.dropped[-5:]}\n" + b.console()[-3000:])
     stats = peer.ask(b.node_id, M.CONFIG_GET, {})[M.CFG_VALUES]
     assert stats["dropped"] > 100
     assert b.proc.poll() is None, b.console()[-2000:]
@@ -193,13 +198,14 @@ def test_reports_are_buffered_while_the_gateway_is_away(peer, boards):
     b = boards("sensor", peer, overrides={"report": {"interval": 2, "sample_ms": 200}})
     online(peer, b)
     peer.answer = False  # the gateway goes away; the node's CON reports are not acknowledged
-    time.sleep(14)
+    time.sleep(8)
     seen = len(reports_of(peer, b.node_id))
     peer.forget_sessions()
     peer.answer = True
     peer.wait(lambda: any(M.AGE in r for r in reports_of(peer, b.node_id)[seen:]), 90)
+    time.sleep(2)
     aged = [r for r in reports_of(peer, b.node_id)[seen:] if M.AGE in r]
-    assert max(r[M.AGE] for r in aged) >= 2
+    assert len(aged) >= 2 and max(r[M.AGE] for r in aged) >= 1, aged
 
 
 def test_unknown_key_is_refused_by_the_node(peer, boards):

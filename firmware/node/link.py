@@ -8,12 +8,13 @@
 # authenticate or pass the replay window is dropped and counted by reason, never raised.
 
 import os
-import sys
 import time
 
 from protocol import cbor, errors, frame, retransmit, session
 from protocol import messages as M
 from protocol.errors import ProtocolError
+
+from . import unload
 
 BUFFER = 16  # reports kept while the gateway is away
 MAX_BACKOFF_MS = 300000
@@ -23,18 +24,6 @@ _RTC_MAGIC = b"kn1"
 def _rand16():
     b = os.urandom(2)
     return (b[0] << 8) | b[1]
-
-
-def _unload(*names):
-    """Drop modules only a handshake needs; the next handshake imports them again."""
-    import protocol
-
-    for n in names:
-        sys.modules.pop("protocol." + n, None)
-        try:
-            delattr(protocol, n)
-        except AttributeError:
-            pass
 
 
 class Link:
@@ -68,7 +57,7 @@ class Link:
         except OSError as e:  # ENOBUFS under memory pressure, or no route: a lost datagram
             self.node.log("send failed: %s" % e)
 
-    def send(self, mtype, body, con=False):
+    def send(self, mtype, body, con=False, made=None):
         """Seal and send in the session; a CON message is kept until answered. Returns seq."""
         s = self.sess
         if self.sleepy and s.send_seq >= self.seq_mark:
@@ -77,8 +66,9 @@ class Link:
         seq, data = s.seal(mtype, body, con)
         self._out(data)
         if con:
-            if self.pending.add(seq, data, time.ticks_ms(), _rand16()):
-                self.kinds[seq] = (mtype, body)
+            now = time.ticks_ms()
+            if self.pending.add(seq, data, now, _rand16()):
+                self.kinds[seq] = (mtype, body, made if made is not None else now)
         return seq
 
     def post(self, mtype, body, con):
@@ -99,8 +89,8 @@ class Link:
             t, mtype, body = self.buf.pop(0)
             age = time.ticks_diff(now, t) // 1000
             if age > 0:
-                body[M.AGE] = age + body.get(M.AGE, 0)
-            self.send(mtype, body, True)
+                body[M.AGE] = age
+            self.send(mtype, body, True, t)
 
     # -- handshake -------------------------------------------------------------------
 
@@ -112,7 +102,7 @@ class Link:
             M.H_PROTO: session.PROTOCOL_VERSION,
             M.H_MODEL: n.model,
             M.H_FW: n.firmware,
-            M.H_CAPS: n.describe(),
+            M.H_CAPS: n.hello_caps,
             M.H_REBOOT: n.reboot,
             M.H_NAME: n.cfg["node"]["name"],
             M.DUE: n.due(),
@@ -147,7 +137,8 @@ class Link:
         self.pending.done(seq)
         kind = self.kinds.pop(seq, None)
         if kind is not None and kind[0] in (M.REPORT, M.EVENT):
-            self._keep(time.ticks_ms(), kind[0], kind[1])  # not lost: sent again later
+            kind[1].pop(M.AGE, None)
+            self._keep(kind[2], kind[0], kind[1])  # not lost: sent again later, with its age
 
     # -- the clock -------------------------------------------------------------------
 
@@ -220,7 +211,7 @@ class Link:
                 self.node.log("challenge rejected (%s): does the gateway hold this node's key?" % e)
                 return
             self.hello = None
-            _unload("keys", "kdf")
+            unload("protocol.keys", "protocol.kdf")
             if M.C_TIME in body:
                 self.clock = (body[M.C_TIME], time.ticks_ms())
             self.seq_mark = 0

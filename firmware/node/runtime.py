@@ -1,80 +1,59 @@
 # The node: drivers read and drive the hardware, the runtime samples them, decides what to
 # report and when, answers the gateway, and keeps running without it.
 #
-# One asyncio loop: a 100 ms tick (watchdog, link timers, sampling), a receive task per
-# socket, and each driver's own background task (button, metering, fades, climate).
+# One loop, no asyncio (its module and tasks would cost the heap more than this loop): a
+# 100 ms tick (watchdog, link timers, sampling), select.poll on the sockets, and each
+# driver's poll(node, now) when it asked to be called again (button, metering, fades).
 # Reports go out every `interval` seconds (confirmable, with diagnostics) and at once when
 # a value moves beyond its dead-band (confirmable for switches, modes and other discrete
 # values, which must not be lost; non-confirmable for measurements, which the next report
-# supersedes).
+# supersedes). Boot-only code (setup.py, the config loader, the capability registry) is
+# dropped once the node runs.
 
-import asyncio
 import gc
+import select
 import sys
 import time
 
-from protocol import discovery, model
 from protocol import messages as M
+from protocol import values
 from protocol.errors import BAD_VALUE, UNKNOWN_CAPABILITY, UNSUPPORTED, ProtocolError
 
-from . import config, hal
+from . import hal, unload
 from .link import Link
 
 FIRMWARE = "0.1.0"
-RSSI_ID = 30  # diagnostics every node has, above the ids configs use
+RSSI_ID = 30
 UPTIME_ID = 31
 _TICK_MS = 100
-
-# Default dead-bands in wire units, by kind: 0.2 degC, 2 %RH, 5 W, 2 V, 50 mA, 10 Wh, 20 lx, 1 %.
-_DEADBAND = {6: 20, 7: 200, 2: 50, 3: 20, 4: 50, 5: 10, 8: 20, 12: 1, 16: 1}
-
-
-def _readable(sock):
-    yield asyncio.core._io_queue.queue_read(sock)
-
-
-def _recv(sock):
-    yield asyncio.core._io_queue.queue_read(sock)
-    return sock.recvfrom(1500)
+# Largest datagram taken from the gateway. recvfrom allocates this much in one piece each
+# time, and a long-running heap may hold its free space in smaller runs; everything the
+# gateway sends a node today fits in 512 bytes (OTA chunks will bring their own buffer).
+_RX_MAX = 512
 
 
 class Node:
-    def __init__(self, cfg):
+    def __init__(self, cfg, store):
         self.cfg = cfg
         self.hal = hal
-        self.store = hal.Store()
+        self.store = store
         self.reboot = hal.reset_cause()
-        self.model = cfg.get("model", "kithnet-" + cfg.get("type", "node"))
         self.firmware = FIRMWARE
-        self.caps = {}
-        self.owner = {}
+        self.model = ""
+        self.rules = {}  # capability id -> values rule
+        self.owner = {}  # capability id -> driver
+        self.bands = {}  # capability id -> dead-band
         self.devices = {}
         self.drivers = []
-        bands = cfg["report"]["deadband"]
-        self.bands = {}
-        for dev in cfg["devices"]:
-            try:
-                mod = __import__("node.drivers." + dev["driver"], None, None, ["Driver"])
-            except ImportError:
-                raise config.ConfigError("no driver %r" % dev["driver"])
-            drv = mod.Driver(hal, dev)
-            self.devices[dev["name"]] = drv
-            self.drivers.append(drv)
-            for kind in dev.get("caps", {}):
-                cid = dev["caps"][kind]
-                k = model.BY_NAME[kind]
-                self.caps[cid] = model.Capability(cid, k, dev.get("options", {}).get(kind))
-                self.owner[cid] = drv
-                self.bands[cid] = bands.get(kind, dev.get("deadband", {}).get(kind, _DEADBAND.get(k, 0)))
-        self.caps[RSSI_ID] = model.Capability(RSSI_ID, model.RSSI)
-        self.caps[UPTIME_ID] = model.Capability(UPTIME_ID, model.UPTIME)
+        self.hello_caps = {}
         self.last = {}  # what the gateway was last told
         self.flag = True  # sample now
         self.full = True  # the next report carries every value
         self.faults = 0
         self.booted = time.ticks_ms()
-        self.link = Link(self)
         self.interval = cfg["report"]["interval"]
+        self.mdns = None
+        self.link = Link(self)
 
     # -- what drivers call -----------------------------------------------------------
 
@@ -94,13 +73,7 @@ class Node:
         self.full = True
         self.flag = True
 
-    # -- describing and reporting ----------------------------------------------------
-
-    def describe(self):
-        out = {}
-        for cid in self.caps:
-            out[cid] = self.caps[cid].describe()
-        return out
+    # -- reporting -------------------------------------------------------------------
 
     def due(self):
         if self.link.sleepy:
@@ -115,26 +88,31 @@ class Node:
             except OSError as e:
                 self.faults += 1
                 if self.faults < 4 or self.faults % 100 == 0:
-                    self.log("sensor fault %s: %s" % (type(drv).__name__, e))
+                    self.log("hardware fault in %s: %s" % (type(drv).__name__, e))
         return vals
 
     def sample(self, periodic):
+        """Report what changed beyond its dead-band, or everything when periodic."""
         vals = self.read()
+        con = True
         if periodic or self.full:
             vals[RSSI_ID] = hal.rssi()
             vals[UPTIME_ID] = time.ticks_diff(time.ticks_ms(), self.booted) // 1000
             body = vals
-            con = True
         else:
             body = {}
             con = False
             for cid in vals:
                 v = vals[cid]
                 old = self.last.get(cid)
-                if old is None or (v != old and (v is True or v is False or abs(v - old) >= self.bands.get(cid, 0))):
+                if old is None or v is True or v is False or old is True or old is False:
+                    moved = v != old
+                else:
+                    moved = abs(v - old) >= self.bands.get(cid, 0) and v != old
+                if moved:
                     body[cid] = v
-                    if self.caps[cid].vtype != model.INT:
-                        con = True
+                    if self.rules[cid][1] != values.INT:
+                        con = True  # a switch, contact or mode change must not be lost
             if not body:
                 return False
         self.full = False
@@ -150,9 +128,11 @@ class Node:
             return M.RESULT, self.command(body)
         if mtype == M.PING:
             return M.PONG, {}
-        if mtype == M.CONFIG_GET or mtype == M.CONFIG_SET:
-            return M.CONFIG, self.configure(body.get(M.CFG_VALUES) if mtype == M.CONFIG_SET else None)
-        if mtype in (M.OTA_OFFER, M.OTA_CHUNK):
+        if mtype == M.CONFIG_GET:
+            return M.CONFIG, self.configure(None)
+        if mtype == M.CONFIG_SET:
+            return M.CONFIG, self.configure(body[M.CFG_VALUES])
+        if mtype == M.OTA_OFFER or mtype == M.OTA_CHUNK:
             return M.ERROR, {M.CODE: UNSUPPORTED}
         return None
 
@@ -160,11 +140,11 @@ class Node:
         """Check every entry first, then apply them all: a command is all or nothing."""
         states = M.states(body)
         try:
-            for cid in sorted(states):
-                cap = self.caps.get(cid)
-                if cap is None or cid not in self.owner:
+            for cid in states:
+                rule = self.rules.get(cid)
+                if rule is None or cid not in self.owner:
                     raise ProtocolError(UNKNOWN_CAPABILITY, "no capability %d" % cid)
-                cap.check_set(states[cid])
+                values.check_set(rule, states[cid])
         except ProtocolError as e:
             return {M.CODE: e.code}
         out = {M.CODE: 0}
@@ -172,26 +152,26 @@ class Node:
         for cid in sorted(states):
             drv = self.owner[cid]
             if fade is not None and hasattr(drv, "fade_ms"):
-                drv.fade_ms = fade
-            out[cid] = drv.set(cid, states[cid])
+                out[cid] = drv.set(cid, states[cid], fade)
+            else:
+                out[cid] = drv.set(cid, states[cid])
         self.last.update(M.states(out))
         return out
 
-    def configure(self, values):
+    def configure(self, settings):
         c = self.cfg
-        if values is not None:
-            for k in values:
-                v = values[k]
+        if settings is not None:
+            for k in settings:
+                v = settings[k]
                 if k == "interval" and isinstance(v, int) and 5 <= v <= 86400:
                     self.interval = c["report"]["interval"] = v
-                    self.store.put("cfg.interval", v)
                 elif k == "name" and isinstance(v, str) and 0 < len(v) <= 63:
                     c["node"]["name"] = v
-                    self.store.put("cfg.name", v)
                 else:
                     return {M.CODE: BAD_VALUE, M.TEXT: "cannot set %s" % k}
-        gc.collect()
+                self.store.put("cfg." + k, v)
         link = self.link
+        gc.collect()
         return {
             M.CODE: 0,
             M.CFG_VALUES: {
@@ -207,128 +187,133 @@ class Node:
 
     # -- running -----------------------------------------------------------------------
 
-    async def _rx(self, sock, handle):
-        while True:
-            try:
-                data, src = await _recv(sock)
-            except OSError:
-                await asyncio.sleep_ms(50)
-                continue
-            handle(data, src)
+    def run(self):
+        """Boot the network side, then loop forever (or until deep sleep)."""
+        from . import setup
 
-    async def _guard(self, coro, name):
-        try:
-            await coro
-        except Exception as e:  # a driver's task must not take the node down
-            self.log("%s stopped: %r" % (name, e))
-
-    def _gateway(self, ip):
-        gw = self.cfg.get("gateway")
-        if gw and gw.get("host"):
-            return hal.addr(gw["host"], gw.get("port", discovery.GATEWAY_PORT))
-        from . import mdns
-
-        found = mdns.find_gateway(ip)
-        return hal.addr(found[0], found[1]) if found else None
-
-    async def run(self):
         c = self.cfg
-        ip = await hal.connect(c)
-        self.ip = ip
-        sock = hal.udp(ip, c["port"])
-        self.link.sock = sock
-        asyncio.create_task(self._rx(sock, self.link.handle))
-        self.mdns = None
+        link = self.link
+        ip = hal.connect(c)
+        link.sock = hal.udp(ip, c["port"])
         mode = c.get("mdns", "full" if hal.PLATFORM == "host" else "announce")
         if mode != "off":
-            self._start_mdns(ip, mode == "full")
+            self.mdns = setup.mdns(self, ip, mode)
+        link.gw = setup.gateway(c, ip) if c.get("gateway") else None
+        setup = None
+        unload("node.setup", "node.config", "protocol.model", "protocol.discovery")
+        c.pop("devices", None)
+        c.pop("sim", None)
         for drv in self.drivers:
-            if hasattr(drv, "run"):
-                asyncio.create_task(self._guard(drv.run(self), type(drv).__name__))
-        wdt = hal.WDT(c.get("watchdog_ms", 30000))
+            if hasattr(drv, "start"):
+                drv.start(self)
+        gc.collect()
+        self.log("running at %s:%d, %d bytes of heap free" % (ip, c["port"], gc.mem_free()))
+        self._loop(ip)
+
+    def _period(self):
+        """Milliseconds between full reports ("interval_ms" overrides "interval" seconds)."""
+        return self.cfg["report"].get("interval_ms") or self.interval * 1000
+
+    def _loop(self, ip):
+        c = self.cfg
         link = self.link
         sleepy = link.sleepy
+        wdt = hal.WDT(c.get("watchdog_ms", 30000))
         if sleepy and link.resume_rtc():
             self.log("resumed session %d after deep sleep" % link.sess.sid)
-        find_at = time.ticks_ms()
-        sample_at = find_at
-        report_at = time.ticks_add(find_at, self.interval * 1000)
-        announce_at = time.ticks_add(find_at, 1000)
-        awake_until = time.ticks_add(find_at, c["sleep"].get("awake_ms", 8000))
+        poller = select.poll()
+        poller.register(link.sock, select.POLLIN)
+        md = self.mdns
+        if md is not None and md.full:
+            poller.register(md.sock, select.POLLIN)
+        now = time.ticks_ms()
+        # Drivers with a poll(node, now) -> ms method, each with the tick it is next due.
+        timers = [[d, now] for d in self.drivers if hasattr(d, "poll")]
+        find_at = sample_at = tick_at = now
+        report_at = time.ticks_add(now, self._period())
+        announce_at = time.ticks_add(now, 1000)
+        awake_until = time.ticks_add(now, c["sleep"].get("awake_ms", 8000))
         sample_ms = c["report"]["sample_ms"]
+        tick_ms = c["report"].get("tick_ms", _TICK_MS)
         reported = False
         while True:
-            wdt.feed()
             now = time.ticks_ms()
-            if link.gw is None and time.ticks_diff(now, find_at) >= 0:
-                link.gw = self._gateway(ip)
-                if link.gw is None:
-                    find_at = time.ticks_add(now, link.backoff)
-                    link.backoff = min(link.backoff * 2, 60000)
-            link.tick(now)
-            if self.flag or time.ticks_diff(now, sample_at) >= 0:
-                periodic = time.ticks_diff(now, report_at) >= 0
-                if periodic:
-                    report_at = time.ticks_add(now, self.interval * 1000)
-                self.flag = False
-                sample_at = time.ticks_add(now, sample_ms)
-                if self.sample(periodic or (sleepy and not reported)):
-                    reported = True
-            if self.mdns is not None and time.ticks_diff(now, announce_at) >= 0:
-                # RFC 6762 8.3: a second announcement after a second; a responder that
-                # cannot answer queries repeats before half its records' TTL has run out.
-                self.mdns.announce()
-                announce_at = time.ticks_add(now, 50000 if not self.mdns_full else 1 << 29)
-            if sleepy and reported and link.online and not link.pending.items and not link.buf:
-                self._sleep()
-            if sleepy and time.ticks_diff(now, awake_until) >= 0:
-                self._sleep()
-            await asyncio.sleep_ms(_TICK_MS)
+            for t in timers:
+                if time.ticks_diff(now, t[1]) >= 0:
+                    try:
+                        t[1] = time.ticks_add(now, t[0].poll(self, now))
+                    except OSError as e:
+                        self.faults += 1
+                        t[1] = time.ticks_add(now, 1000)
+                        if self.faults < 4:
+                            self.log("hardware fault in %s: %s" % (type(t[0]).__name__, e))
+            if time.ticks_diff(now, tick_at) >= 0:
+                tick_at = time.ticks_add(now, tick_ms)
+                wdt.feed()
+                if link.gw is None and time.ticks_diff(now, find_at) >= 0:
+                    from . import mdns
 
-    def _start_mdns(self, ip, full):
-        from . import mdns
+                    found = mdns.find_gateway(ip)
+                    if found:
+                        link.gw = hal.addr(found[0], found[1])
+                    else:
+                        find_at = time.ticks_add(now, link.backoff)
+                        link.backoff = min(link.backoff * 2, 60000)
+                link.tick(now)
+                if self.flag or time.ticks_diff(now, sample_at) >= 0:
+                    periodic = time.ticks_diff(now, report_at) >= 0
+                    if periodic:
+                        report_at = time.ticks_add(now, self._period())
+                    self.flag = False
+                    sample_at = time.ticks_add(now, sample_ms)
+                    if self.sample(periodic):
+                        reported = True
+                if md is not None and time.ticks_diff(now, announce_at) >= 0:
+                    # RFC 6762 8.3: a second announcement after a second; a responder that
+                    # cannot answer queries repeats before half its records' TTL runs out.
+                    md.announce()
+                    announce_at = time.ticks_add(now, 1 << 29 if md.full else 50000)
+                if sleepy and (
+                    (reported and link.online and not link.pending.items and not link.buf)
+                    or time.ticks_diff(now, awake_until) >= 0
+                ):
+                    link.save_rtc()
+                    ms = c["sleep"].get("interval", 300) * 1000
+                    self.log("deep sleep for %d s" % (ms // 1000))
+                    hal.deepsleep(ms)
+            wait = time.ticks_diff(tick_at, now)
+            for t in timers:
+                wait = min(wait, time.ticks_diff(t[1], now))
+            for ev in poller.poll(max(0, wait)):
+                sock = ev[0]
+                if md is not None and sock is md.sock:
+                    md.poll()
+                    continue
+                try:
+                    data, src = sock.recvfrom(_RX_MAX)
+                except (OSError, MemoryError):
+                    self.faults += 1  # MemoryError: no free run that long; the datagram waits
+                    gc.collect()
+                    continue
+                link.handle(data, src)
 
-        c = self.cfg
-        txt = {
-            discovery.TXT_ID: c["node"]["id"].lower(),
-            discovery.TXT_MODEL: self.model,
-            discovery.TXT_FIRMWARE: FIRMWARE,
-            discovery.TXT_PROTOCOL: "1",
-            discovery.TXT_SLEEPY: "1" if self.link.sleepy else "0",
-            discovery.TXT_TYPE: c.get("type", "node"),
-        }
-        try:
-            r = mdns.Responder(c["hostname"], ip, c["port"], txt, c["node"]["name"], full)
-            r.open()
-            r.announce()
-        except OSError as e:
-            self.log("mDNS unavailable: %s" % e)
-            return
-        self.mdns = r
-        self.mdns_full = r.full  # full mode falls back to announcing when 5353 is taken
-        if full:
-            asyncio.create_task(self._mdns_rx(r))
 
-    async def _mdns_rx(self, r):
-        while True:
-            await _readable(r.sock)
-            r.poll()
+def _boot():
+    from . import config, setup
 
-    def _sleep(self):
-        self.link.save_rtc()
-        ms = self.cfg["sleep"].get("interval", 300) * 1000
-        self.log("deep sleep for %d s" % (ms // 1000))
-        hal.deepsleep(ms)
+    try:
+        cfg, store = setup.load()
+        node = Node(cfg, store)
+        setup.build(node, cfg)
+        return node
+    except (config.ConfigError, KeyError, TypeError, ValueError) as e:
+        print("kithnet: config error: %s" % e)
+    if hal.PLATFORM == "host":
+        sys.exit(2)
+    return None
 
 
 def main():
-    try:
-        cfg = config.load()
-        hal.init(cfg, ".")
-        node = Node(cfg)
-    except (config.ConfigError, KeyError, TypeError, ValueError) as e:
-        print("kithnet: config error: %s" % e)
-        if hal.PLATFORM == "host":
-            sys.exit(2)
-        return
-    asyncio.run(node.run())
+    node = _boot()
+    if node is not None:
+        node.run()

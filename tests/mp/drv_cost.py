@@ -1,9 +1,14 @@
-# Heap cost of the drivers under -X heapsize=110k (gc.mem_free before and after).
-#   drv_cost.py modules        "COST <module> <import bytes>" per driver module, after the
-#                              host HAL is loaded and the qstr pool has room (so that a pool
-#                              growth is not charged to whichever module happens to cause it)
-#   drv_cost.py type FILE      a device type's config: "TYPE <name> <bytes>" for its drivers
-#                              (import + instances), then every driver read once
+# Heap cost of the drivers and of the host HAL under -X heapsize=110k (gc.mem_free before
+# and after; the qstr pool grown first, so that a pool growth is not charged to whichever
+# module happens to cause it).
+#   drv_cost.py modules            "COST <module> <import bytes>" per driver module, after
+#                                  the host HAL is loaded
+#   drv_cost.py hostio BOARD       "HOSTIO <bytes>": hal/host_io.py imported and init()ed
+#                                  (BOARD/.world names the world server), with what the node
+#                                  has loaded before it (protocol.cbor, protocol.messages)
+#   drv_cost.py type FILE BOARD    a device type's config: "HOST <bytes>" for node.hal with
+#                                  host_io.init, "TYPE <name> <bytes>" for its drivers (import
+#                                  + instances), then every driver read once from the world
 # ruff: noqa: UP031
 import gc
 import sys
@@ -14,11 +19,15 @@ def free():
     return gc.mem_free()
 
 
-def modules():
-    import node.hal  # (host.py, host_io.py, sim.py: the host's own cost)
-
-    for i in range(500):  # grow the qstr pool now (a failed lookup interns the name)
+def grow_qstr_pool():
+    for i in range(500):  # a failed lookup interns the name
         hasattr(free, "q%d" % i)
+
+
+def modules():
+    import node.hal
+
+    grow_qstr_pool()
     a = free()
     import node.drivers._util  # noqa: F401
 
@@ -42,7 +51,22 @@ def modules():
         print("COST %s %d" % (m, a - free()))
 
 
-def device_type(path):
+def host_io_cost(board):
+    from protocol import cbor, messages  # noqa: F401  (loaded before the HAL on a node)
+
+    sys.path.insert(0, next(p for p in sys.path if p.endswith("firmware")) + "/node/hal")
+    grow_qstr_pool()
+    a = free()
+    import host_io  # the module alone, without node.hal's host.py
+
+    host_io.init({}, board)
+    print("HOSTIO %d" % (a - free()))
+    sys.path.pop(0)
+    p = host_io.Pin(0)
+    print("PROBE %s" % (p.value(),))  # one round trip: the world is there
+
+
+def device_type(path, board):
     import json
 
     with open(path) as f:
@@ -51,7 +75,7 @@ def device_type(path):
     from node import hal
     from node.hal import host_io
 
-    host_io.init(cfg, None, None, 1, lambda m: None)
+    host_io.init(cfg, board)
     b = free()
     print("HOST %d" % (a - b))
     drivers = []
@@ -71,5 +95,7 @@ def device_type(path):
 
 if sys.argv[1] == "modules":
     modules()
+elif sys.argv[1] == "hostio":
+    host_io_cost(sys.argv[2])
 else:
-    device_type(sys.argv[2])
+    device_type(sys.argv[2], sys.argv[3])

@@ -1,6 +1,7 @@
 # The sensor node's inputs (PIR, reed contact, LDR, battery) against the world, and the
-# world itself: world.json overrides (by mtime, same-second rewrites too), garbage and a
-# missing file ignored with one log line, the speed factor, determinism by seed.
+# world itself as the node sees it: world.json overrides (by mtime, same-second rewrites
+# too), garbage and a missing file ignored with one log line, the speed factor and
+# hal.ticks_ms(), determinism by seed.
 # ruff: noqa: UP031
 import os
 
@@ -24,34 +25,31 @@ def inputs():
     check("pir_quiet", pir.read() == {3: False})
     check("door_closed", door.read() == {4: True})
     for hour in (12, 9, 17):
-        w.p["hour"] = hour
+        w.set(hour=hour)
         w.skip(1)
         lux = w.value("illuminance")
         r = ldr.read()[5]
         print("ldr at %d h: %d lx, world %.1f lx" % (hour, r, lux))
         check("ldr_%dh" % hour, abs(r - lux) <= 0.06 * lux + 2, (r, lux))
-    w.p["hour"] = 2
+    w.set(hour=2)
     w.skip(1)
     check("ldr_night_dark", ldr.read()[5] <= 2, ldr.read())
     for pc in (80, 45, 10):
-        w.bat = pc
+        w.set(battery=pc)
         r = bat.read()[6]
-        print("battery %d%%: read %d%% (%d mV)" % (pc, r, w.battery_mv()))
+        print("battery %d%%: read %d%% (%d mV)" % (pc, r, w.value("battery_mv")))
         check("battery_%d" % pc, abs(r - pc) <= 3, r)
-    w.bat = 80
-    w.p["drain"] = 24  # % a day
+    w.set(battery=80, drain=24)  # % a day
     w.skip(3600)
-    check("battery_drains", 78 < w.bat < 80, w.bat)
+    check("battery_drains", 78 < w.battery < 80, w.battery)
     # motion and door events from the world's own processes drive the drivers' polls
-    w.p["motion_rate"] = 60
-    w.p["contact_rate"] = 30
-    w.p["hour"] = 12
+    w.set(motion_rate=60, contact_rate=30, hour=12)
     seen = {}
     for _ in range(600):
-        clk.t += 1000
+        clk.adv(1000)
         w.skip(9)
-        pir.poll(node)
-        door.poll(node)
+        pir.poll(node, 0)
+        door.poll(node, 0)
         seen[(pir.v, door.v)] = 1
     print("states seen over 90 simulated minutes: %s, %d changes" % (sorted(seen), node.changes))
     check("pir_and_door_events", (True, True) in seen and (False, False) in seen, seen)
@@ -61,20 +59,20 @@ def overrides():
     clk = Clock()
     w, node = setup(CFG, clk)
     pir, door = node.devs["pir"], node.devs["door"]
-    clk.t += 300
+    clk.adv(300)
     w.tick()
     check("missing_world_json_one_log", len(w.logs) == 1 and "no world.json" in w.logs[0], w.logs)
     clk.run(2000, 50, lambda t: w.tick())
     check("missing_world_json_still_one_log", len(w.logs) == 1, w.logs)
     world_json('{"motion": true, "contact": false, "temperature": 25.5}')
-    clk.t += 100
+    clk.adv(100)
     check("polled_at_most_every_250ms", pir.read() == {3: False})
-    clk.t += 200
+    clk.adv(200)
     check("override_motion", pir.read() == {3: True})
     check("override_contact", door.read() == {4: False})
-    check("override_temperature", abs(w.value("temperature") - 25.5) < 0.01, w.T)
+    check("override_temperature", abs(w.value("temperature") - 25.5) < 0.01, w.temperature)
     world_json('{"motion": false, "contact": true, "temperature": 25.5}')  # same second, size
-    clk.t += 300
+    clk.adv(300)
     check("same_second_rewrite_seen", pir.read() == {3: False} and door.read() == {4: True})
     n = len(w.logs)
     for text in (
@@ -91,30 +89,35 @@ def overrides():
         check("garbage_ignored_%r" % text, len(w.logs) == n + 1 and "ignored" in w.logs[-1], w.logs)
         check(
             "garbage_keeps_last_good_%r" % text,
-            door.read() == {4: True} and w.g("temperature") == 25.5,
+            door.read() == {4: True} and w.param("temperature") == 25.5,
         )
         n = len(w.logs)
     world_json('{"mains": 0, "button_ms": -5, "button": 1, "load_w": -100, "speed": -1}')
     clk.run(1000, 50, lambda t: w.tick())
-    check("hostile_values_survived", w.g("mains") == 0 and w.P == 0)
+    check("hostile_values_survived", w.param("mains") == 0 and w.power_w == 0)
     os.remove(board() + "/world.json")
     clk.run(1000, 50, lambda t: w.tick())
-    check("removed_world_json_back_to_config", w.g("temperature") == 21 and len(w.logs) == n + 1)
+    check(
+        "removed_world_json_back_to_config", w.param("temperature") == 21 and len(w.logs) == n + 1
+    )
 
 
 def clock_and_seed():
     clk = Clock()
     w, _ = setup({"devices": [], "sim": {"speed": 60}}, clk)
-    clk.t += 1000
+    clk.adv(1000)
     w.tick()
     check("speed_factor", w.s == 60 and w.ms == 1000, (w.s, w.ms))
+    from node import hal
+
+    check("hal_ticks_ms_is_simulated_time", hal.ticks_ms() == 60000, hal.ticks_ms())
     runs = []
     for seed in (3, 3, 4):
         clk = Clock()
         w, _ = setup({"devices": [], "sim": {"speed": 600}}, clk, seed=seed)
         vals = []
         for _ in range(20):
-            clk.t += 1000
+            clk.adv(1000)
             vals.append((w.value("temperature"), w.value("humidity"), w.value("illuminance")))
         runs.append(vals)
     check("deterministic_for_a_seed", runs[0] == runs[1])

@@ -44,6 +44,7 @@ class Driver:
         elif self.n and d(now, self.tu) >= self.dbl:
             self.ev(node, 1 if self.n == 1 else 2)
             self.n = 0
+        return 10
 
     def ev(self, node, code):
         if self.c is not None:
@@ -53,10 +54,3 @@ class Driver:
             s = r.caps["switch"]
             r.set(s, not r.read()[s])
             node.changed()
-
-    async def run(self, node):
-        import asyncio
-
-        while True:
-            self.poll(node, time.ticks_ms())
-            await asyncio.sleep_ms(10)

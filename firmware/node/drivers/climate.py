@@ -86,19 +86,22 @@ class Driver:
             r.set(k, want)
             node.changed()
 
-    async def run(self, node):
-        import asyncio
-
+    def start(self, node):
         self.st = node.store
         s = self.st.get(self.key, None)
         if isinstance(s, int):
             self.sp, s = divmod(s, 100)
             self.mode, self.fan = divmod(s, 10)
         self.send()
-        t = time.ticks_ms()
-        while True:
-            await asyncio.sleep_ms(self.per)
-            self.control(node)
-            if time.ticks_diff(time.ticks_ms(), t) >= self.rs:
-                t = time.ticks_ms()
-                self.send()
+        self.sent = time.ticks_ms()
+        self.first = True
+
+    def poll(self, node, now):
+        if self.first:  # start() sent the state; control from the next period on
+            self.first = False
+            return self.per
+        self.control(node)
+        if time.ticks_diff(now, self.sent) >= self.rs:
+            self.sent = now
+            self.send()
+        return self.per

@@ -21,7 +21,6 @@ class Driver:
         self.k = self.ck = (self.lo + self.hi) // 2
         self.cb = 0  # brightness output now (0 while off)
         self.f = None  # fade in progress: start ms, length ms, brightness and K at start
-        self.ev = None
 
     def read(self):
         c = self.caps
@@ -42,8 +41,6 @@ class Driver:
         t = time.ticks_ms()
         self.f = (t, self.fade_ms if fade is None else fade, self.cb, self.ck)
         self.step(t)
-        if self.ev:
-            self.ev.set()
         return v
 
     def step(self, now):
@@ -69,13 +66,5 @@ class Driver:
             self.c.duty_u16(d - x)
         return self.f is not None
 
-    async def run(self, node):
-        import asyncio
-
-        self.ev = asyncio.Event()
-        while True:
-            if self.step(time.ticks_ms()):
-                await asyncio.sleep_ms(20)
-            else:
-                await self.ev.wait()
-                self.ev.clear()
+    def poll(self, node, now):
+        return 20 if self.step(now) else 100

@@ -16,7 +16,8 @@
 # (default 30), or every "save_min" minutes (default 10) if anything was counted: a power
 # cut loses at most that much. The energy reported is the saved total, so what the gateway
 # was told never exceeds what survives a power cut: the total never goes back (Home
-# Assistant reads a decrease of a total_increasing sensor as a new meter). Intervals are in hal.ticks_ms() time (the simulated clock on the host).
+# Assistant reads a decrease of a total_increasing sensor as a new meter).
+# Intervals are in hal.ticks_ms() time (the simulated clock on the host).
 # "cutoff_w": above this power for "grace_ms" (default 2000) the "relay" device (default
 # "relay") is switched off, with no gateway; an event goes to a "trip" capability if the
 # device has one.
@@ -90,7 +91,7 @@ class Driver:
         self.ws = self.wh
         self.js = self.j
 
-    def poll(self, node):
+    def poll(self, node, now=None):
         d = time.ticks_diff
         t = self.hal.ticks_ms()
         n = self.cf.value()
@@ -136,6 +137,7 @@ class Driver:
                 self.trip(node)
         else:
             self.over = None
+        return 500
 
     def trip(self, node):
         r = node.device(self.relay)
@@ -149,10 +151,5 @@ class Driver:
             node.event(self.caps["trip"], 1)
         node.changed()
 
-    async def run(self, node):
-        import asyncio
-
+    def start(self, node):
         self.load(node.store)
-        while True:
-            self.poll(node)
-            await asyncio.sleep_ms(500)

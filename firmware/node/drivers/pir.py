@@ -15,16 +15,10 @@ class Driver:
     def read(self):
         return {self.c: self.pin.value() == self.act}
 
-    def poll(self, node):
+    def poll(self, node, now):
         v = self.pin.value() == self.act
         if v != self.v:
             if self.v is not None:
                 node.changed()
             self.v = v
-
-    async def run(self, node):
-        import asyncio
-
-        while True:
-            self.poll(node)
-            await asyncio.sleep_ms(self.ms)
+        return self.ms

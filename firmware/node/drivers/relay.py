@@ -36,7 +36,7 @@ class Driver:
                 self.st.put(self.key, int(v))
         return v
 
-    async def run(self, node):
+    def start(self, node):
         if self.rs == "last":
             self.st = node.store
             self._w(bool(self.st.get(self.key, False)))

@@ -9,6 +9,7 @@ import time
 import esp32
 import machine
 import network
+
 from protocol import messages
 
 from .esp32_io import *  # noqa: F403
@@ -40,10 +41,8 @@ def unique_id():
     return machine.unique_id()
 
 
-async def connect(cfg):
+def connect(cfg):
     """Join Wi-Fi (hostname set first: mDNS takes it at the first GOT_IP); return the IP."""
-    import asyncio
-
     global _wlan
     net = cfg.get("wifi", {})
     network.hostname(cfg["hostname"])
@@ -53,7 +52,7 @@ async def connect(cfg):
     if not _wlan.isconnected():
         _wlan.connect(net.get("ssid", ""), net.get("password", ""))
     while not _wlan.isconnected():
-        await asyncio.sleep_ms(200)
+        time.sleep_ms(200)
     return _wlan.ipconfig("addr4")[0]
 
 

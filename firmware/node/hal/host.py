@@ -2,10 +2,11 @@
 #
 # A board directory stands for the board: its files are the flash (config.json, nvs/ for
 # the key-value store, .rtc for RTC memory that survives deep sleep and resets but not a
-# power-on). Hardware that cannot exist here (pins, buses, radio) comes from host_io.py
-# over the simulated world in sim.py. Deep sleep, reset and the watchdog end the process
-# with a distinct exit code, the way the chip stops running; the board runner
-# (kithnet.tools.board) starts it again, as the chip's boot ROM would.
+# power-on). Hardware that cannot exist here (pins, buses, radio) comes from host_io.py,
+# a thin client of the simulated world the board runner serves (kithnet.tools.world).
+# Deep sleep, reset and the watchdog end the process with a distinct exit code, the way
+# the chip stops running; the board runner (kithnet.tools.board) starts it again, as the
+# chip's boot ROM would.
 
 import os
 import socket
@@ -85,7 +86,7 @@ def unique_id():
     return b"host"
 
 
-async def connect(cfg):
+def connect(cfg):
     """The station's address. The host is always on its network: the configured address."""
     return cfg.get("net", {}).get("ip", "127.0.0.1")
 
