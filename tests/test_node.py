@@ -224,3 +224,85 @@ def test_unknown_key_is_refused_by_the_node(peer, boards):
         assert "does the gateway hold this node's key" in b.console()
     finally:
         wrong.close()
+
+
+def _energy(peer: Peer, b: B.Board) -> list[int]:
+    cid = caps_of(b.cfg)["energy"]
+    return [r[cid] for r in reports_of(peer, b.node_id) if cid in r]
+
+
+def test_plug_energy_survives_a_power_cut(peer, boards):
+    # A 2 kW heater and a simulated clock 120 times faster: about 67 Wh a wall second.
+    sim = dict(B.template("plug")["sim"], load="constant", load_w=2000, speed=120)
+    b = boards("plug", peer, overrides={"sim": sim, "report": {"interval": 2, "sample_ms": 250}})
+    online(peer, b)
+    sw = caps_of(b.cfg)["switch"]
+    assert peer.command(b.node_id, {sw: True})[M.CODE] == 0
+    peer.wait(lambda: _energy(peer, b) and _energy(peer, b)[-1] >= 20, 60)
+    before = _energy(peer, b)[-1]
+    b.power_cut()  # SIGKILL: nothing of the node runs; only what it stored survives
+    truth = b.world.energy_wh
+    n = len(reports_of(peer, b.node_id))
+    b.start()
+    peer.wait(lambda: any(caps_of(b.cfg)["energy"] in r for r in reports_of(peer, b.node_id)[n:]))
+    after = [r for r in reports_of(peer, b.node_id)[n:] if caps_of(b.cfg)["energy"] in r]
+    first = after[0][caps_of(b.cfg)["energy"]]
+    assert first >= before, (before, first)  # a total_increasing meter never goes back
+    assert first <= truth + 1
+    # What a power cut can lose: one save interval (30 simulated s at 2 kW) plus a Wh.
+    assert truth - first <= 2000 * 30 / 3600 + 1, (truth, first)
+    # The relay came back on (restore: last) and the total keeps counting.
+    peer.wait(lambda: _energy(peer, b)[-1] > first, 60)
+
+
+def test_over_power_cut_off_works_with_no_gateway(boards):
+    sim = dict(B.template("plug")["sim"], load="constant", load_w=4000)
+    b = boards("plug", None, overrides={"sim": sim})  # its gateway address answers nothing
+    deadline = time.monotonic() + 30
+    while "running at" not in b.console() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    b.world.press()  # the local button switches the relay on: 4 kW > the 3 kW cut-off
+    end = time.monotonic() + 30
+    while time.monotonic() < end and not b.world.relay_commanded:
+        time.sleep(0.05)
+    assert b.world.relay_commanded, b.console()[-2000:]
+    while time.monotonic() < end and b.world.relay_commanded:
+        time.sleep(0.05)
+    assert not b.world.relay_commanded, "the cut-off did not open the relay\n" + b.console()
+    assert "over-power" in b.console()
+
+
+def test_sleepy_sensor_reports_every_wake_and_never_reuses_a_nonce(peer, boards):
+    b = boards(
+        "sensor",
+        peer,
+        overrides={"sleep": {"enabled": True, "interval": 1, "awake_ms": 4000}},
+    )
+    peer.wait(lambda: b.boots >= 4 and len(reports_of(peer, b.node_id)) >= 4, 90)
+    assert len([h for h in peer.hellos if h[M.H_NODE] == b.node_id]) == 1  # resumed from RTC
+    b.power_cut()  # RTC memory is lost: the next boot must run a new handshake
+    seen = b.boots
+    b.start()
+    peer.wait(lambda: b.boots >= seen + 3, 90)
+    hellos = [h for h in peer.hellos if h[M.H_NODE] == b.node_id]
+    assert len(hellos) == 2 and hellos[1][M.H_REBOOT] == M.REBOOT_POWER_ON
+    mine = [n for n in peer.nonces if n[0] == b.node_id]
+    assert len(mine) == len(set(mine)) > 5  # no (key, sequence number) ever twice
+    assert any(r.get(M.DUE) for r in reports_of(peer, b.node_id))
+
+
+def test_ten_thousand_reports_leave_the_heap_where_it_was(peer, boards):
+    dead = {"temperature": 0, "humidity": 0, "illuminance": 0, "battery": 0}
+    b = boards(
+        "sensor",
+        peer,
+        overrides={"report": {"interval": 60, "sample_ms": 1, "tick_ms": 1, "deadband": dead}},
+    )
+    online(peer, b)
+    peer.wait(lambda: len(reports_of(peer, b.node_id)) >= 200, 60)
+    first = peer.ask(b.node_id, M.CONFIG_GET, {})[M.CFG_VALUES]["mem_free"]
+    start = len(reports_of(peer, b.node_id))
+    peer.wait(lambda: len(reports_of(peer, b.node_id)) >= start + 10_000, 240)
+    last = peer.ask(b.node_id, M.CONFIG_GET, {})[M.CFG_VALUES]["mem_free"]
+    print(f"heap free after 200 reports: {first} B; after 10,000 more: {last} B")
+    assert last >= first - 256, (first, last)  # no leak: not even one report's worth
