@@ -83,6 +83,7 @@ def make_board(
     port: int = 47801,
     mpy: bool = True,
     overrides: dict | None = None,
+    plan: bool = True,
 ) -> dict:
     """Lay out a board directory; returns its config (with the secrets, for the caller)."""
     path = Path(path)
@@ -106,7 +107,25 @@ def make_board(
     for k, v in (overrides or {}).items():
         cfg[k] = v
     (path / "config.json").write_text(json.dumps(cfg, indent=1))
+    if plan:
+        plan_boot(path)
     return cfg
+
+
+def plan_boot(path: Path | str, heap: str = HEAP) -> None:
+    """The first power-on of a freshly provisioned board: it validates config.json, writes
+    its boot plan and restarts (runtime._boot). Done here, as a flashing tool would let the
+    board boot once, so that every start the caller sees is already a lean boot."""
+    path = Path(path)
+    env = dict(os.environ, MICROPYPATH=".frozen:lib")
+    out = subprocess.run(
+        [micropython(), "-X", f"heapsize={heap}", "main.py"],
+        cwd=path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if out.returncode != EXIT_RESET or "boot plan written" not in out.stdout:
+        raise RuntimeError(
+            f"planning boot of {path} failed ({out.returncode}): {out.stdout[-2000:]}"
+        )
 
 
 class Board:
@@ -167,6 +186,7 @@ class Board:
         return subprocess.Popen(cmd, cwd=self.path, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def start(self) -> Board:
+        self._stop.clear()  # started again after stop(): supervise again
         self.proc = self._spawn()
         self._thread = threading.Thread(target=self._supervise, daemon=True)
         self._thread.start()

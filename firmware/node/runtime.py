@@ -15,11 +15,11 @@ import select
 import sys
 import time
 
+from protocol import cbor, values
 from protocol import messages as M
-from protocol import values
 from protocol.errors import BAD_VALUE, UNKNOWN_CAPABILITY, UNSUPPORTED, ProtocolError
 
-from . import hal, unload
+from . import hal
 from .link import Link
 
 FIRMWARE = "0.1.0"
@@ -53,6 +53,7 @@ class Node:
         self.booted = time.ticks_ms()
         self.interval = cfg["report"]["interval"]
         self.mdns = None
+        self.plan = None
         self.link = Link(self)
 
     # -- what drivers call -----------------------------------------------------------
@@ -187,28 +188,65 @@ class Node:
 
     # -- running -----------------------------------------------------------------------
 
-    def run(self):
-        """Boot the network side, then loop forever (or until deep sleep)."""
-        from . import setup
+    def apply(self, plan):
+        """A lean boot: drivers and rules from the boot plan (setup.plan), no validation."""
+        c = self.cfg
+        for dev in c["devices"]:
+            try:
+                mod = __import__("node.drivers." + dev["driver"], None, None, ["Driver"])
+            except ImportError:
+                raise ValueError("no driver %r" % dev["driver"])
+            drv = mod.Driver(hal, dev)
+            self.devices[dev["name"]] = drv
+            self.drivers.append(drv)
+        for cid in plan["rules"]:
+            self.rules[cid] = tuple(plan["rules"][cid])
+        owners = plan["owners"]
+        for cid in owners:
+            self.owner[cid] = self.drivers[owners[cid]]
+        self.bands = plan["bands"]
+        self.hello_caps = plan["hello"]
+        self.model = plan["model"]
+        self.plan = plan
 
+    def network(self, plan):
+        """Join the network, open the socket, publish DNS-SD, know the gateway.
+
+        Before the drivers load: building the DNS-SD records needs a few KB in one piece
+        for a moment, easier to find on a young heap.
+        """
         c = self.cfg
         link = self.link
-        ip = hal.connect(c)
+        self.ip = ip = hal.connect(c)
         link.sock = hal.udp(ip, c["port"])
         mode = c.get("mdns", "full" if hal.PLATFORM == "host" else "announce")
         if mode != "off":
-            self.mdns = setup.mdns(self, ip, mode)
-        link.gw = setup.gateway(c, ip) if c.get("gateway") else None
-        setup = None
-        unload("node.setup", "node.config", "protocol.model", "protocol.discovery")
+            from . import mdns
+
+            try:
+                r = mdns.Responder(
+                    c["hostname"], ip, c["port"], plan["txt"], c["node"]["name"], mode == "full"
+                )
+                r.open()
+                r.announce()
+                self.mdns = r
+            except OSError as e:
+                self.log("mDNS unavailable: %s" % e)
+        gw = plan["gw"]
+        link.gw = hal.addr(gw[0], gw[1]) if gw else None
+
+    def run(self):
+        """Start the drivers, then loop forever (or until deep sleep)."""
+        c = self.cfg
         c.pop("devices", None)
         c.pop("sim", None)
+        self.plan = None
         for drv in self.drivers:
             if hasattr(drv, "start"):
                 drv.start(self)
         gc.collect()
-        self.log("running at %s:%d, %d bytes of heap free" % (ip, c["port"], gc.mem_free()))
-        self._loop(ip)
+        self.log("running at %s:%d, %d bytes of heap free" % (self.ip, c["port"], gc.mem_free()))
+        self._loop(self.ip)
 
     def _period(self):
         """Milliseconds between full reports ("interval_ms" overrides "interval" seconds)."""
@@ -299,17 +337,71 @@ class Node:
 
 
 def _boot():
+    """The node, built from the boot plan when config.json is the one it was made from.
+
+    Otherwise (first boot, a changed config): validate, build, write the plan and reset, so
+    that the node always runs from a lean boot, without the boot-only code's leftovers.
+    """
+    import hashlib
+    import json
+
+    try:
+        with open("config.json", "rb") as f:
+            raw = f.read()
+        cfg = json.loads(raw)
+    except (OSError, ValueError):
+        cfg = None
+    if not isinstance(cfg, dict):
+        return _full(None)  # the config loader says what is wrong
+    hal.init(cfg, ".")
+    digest = hashlib.sha256(raw).digest()[:8]
+    raw = None
+    store = hal.Store()
+    plan = None
+    try:
+        plan = cbor.loads(store.get("boot", b""))
+        if plan["h"] != digest:
+            plan = None
+    except (ProtocolError, KeyError, TypeError, ValueError):
+        plan = None
+    if plan is None:
+        return _full(cfg, store, digest)
+    cfg.update(plan["cfg"])
+    node = Node(cfg, store)
+    if plan.get("cause") is not None:  # the reset right after planning is not news
+        node.reboot = plan.pop("cause")
+        store.put("boot", cbor.dumps(plan))
+    try:
+        node.network(plan)
+        node.apply(plan)
+    except (KeyError, TypeError, ValueError) as e:
+        print("kithnet: config error: %s" % e)
+        if hal.PLATFORM == "host":
+            sys.exit(2)
+        return None
+    return node
+
+
+def _full(cfg, store=None, digest=None):
     from . import config, setup
 
     try:
-        cfg, store = setup.load()
-        node = Node(cfg, store)
-        setup.build(node, cfg)
-        return node
+        if cfg is None:
+            config.load()  # raises ConfigError naming the problem
+        store = setup.load(cfg)
+        cause = hal.reset_cause()
+        plan = setup.plan(cfg, digest, FIRMWARE)
     except (config.ConfigError, KeyError, TypeError, ValueError) as e:
         print("kithnet: config error: %s" % e)
-    if hal.PLATFORM == "host":
-        sys.exit(2)
+        if hal.PLATFORM == "host":
+            sys.exit(2)
+        return None
+    plan["cause"] = cause
+    cfg = None
+    gc.collect()
+    store.put("boot", cbor.dumps(plan))
+    print("kithnet: boot plan written; restarting lean")
+    hal.reset()
     return None
 
 

@@ -1,6 +1,7 @@
-# Boot-only work: read config.json, start the hardware, build the drivers and what the node
-# tells the gateway about itself, open the network side. The runtime drops this module, the
-# config loader, the capability registry and the discovery constants once the node runs.
+# Boot-only work, done once per config.json: validate it, build the drivers and what the
+# node tells the gateway about itself, and write the boot plan (plan()) that lets every
+# later boot skip this module, the config loader, the capability registry and the
+# discovery constants altogether (runtime._boot).
 
 from protocol import discovery, model
 
@@ -12,9 +13,9 @@ DIAGNOSTICS = ((30, model.RSSI), (31, model.UPTIME))  # ids above those configs 
 _DEADBAND = {6: 20, 7: 200, 2: 50, 3: 20, 4: 50, 5: 10, 8: 20, 12: 1, 16: 1}
 
 
-def load():
-    cfg = config.load()
-    hal.init(cfg, ".")
+def load(cfg):
+    """Validate config.json's contents (already parsed) and apply what config-set saved."""
+    config.check(cfg)
     store = hal.Store()
     for key in ("interval", "name"):  # what the gateway set with config-set survives reboots
         v = store.get("cfg." + key)
@@ -23,66 +24,55 @@ def load():
                 cfg["node"]["name"] = v
             else:
                 cfg["report"]["interval"] = v
-    return cfg, store
+    return store
 
 
-def build(node, cfg):
-    """Drivers, capability rules, dead-bands and the hello's capability map, into node."""
+def plan(cfg, digest, firmware):
+    """What every boot of this config needs, so that no boot imports the code above.
+
+    A lean boot (runtime._boot) skips config validation, the capability registry and this
+    module: their code and, above all, their interned names would otherwise stay on the
+    heap for good. The plan is tied to the exact bytes of config.json: any change makes
+    the node plan again. No driver is started here; the lean boot starts them.
+    """
     bands = cfg["report"]["deadband"]
+    rules = {}
     hello = {}
-    for dev in cfg["devices"]:
-        try:
-            mod = __import__("node.drivers." + dev["driver"], None, None, ["Driver"])
-        except ImportError:
-            raise config.ConfigError("no driver %r" % dev["driver"])
-        drv = mod.Driver(hal, dev)
-        node.devices[dev["name"]] = drv
-        node.drivers.append(drv)
+    owners = {}
+    deadbands = {}
+    for index, dev in enumerate(cfg["devices"]):
         own = dev.get("deadband", {})
         for kind in dev.get("caps", {}):
             cid = dev["caps"][kind]
             k = model.BY_NAME[kind]
             cap = model.Capability(cid, k, dev.get("options", {}).get(kind))
-            node.rules[cid] = cap.rule
-            node.owner[cid] = drv
-            node.bands[cid] = bands.get(kind, own.get(kind, _DEADBAND.get(k, 0)))
+            rules[cid] = list(cap.rule)
+            owners[cid] = index
+            deadbands[cid] = bands.get(kind, own.get(kind, _DEADBAND.get(k, 0)))
             hello[cid] = cap.describe()
     for cid, k in DIAGNOSTICS:
-        node.rules[cid] = model.Capability(cid, k).rule
+        rules[cid] = list(model.Capability(cid, k).rule)
         hello[cid] = k
-    node.hello_caps = hello
-    node.model = cfg.get("model", "kithnet-" + cfg.get("type", "node"))
-
-
-def mdns(node, ip, mode):
-    """Publish the node's DNS-SD service; None when the network has no room for it."""
-    from . import mdns as m
-
-    c = node.cfg
-    txt = {
-        discovery.TXT_ID: c["node"]["id"].lower(),
-        discovery.TXT_MODEL: node.model,
-        discovery.TXT_FIRMWARE: node.firmware,
-        discovery.TXT_PROTOCOL: "1",
-        discovery.TXT_SLEEPY: "1" if node.link.sleepy else "0",
-        discovery.TXT_TYPE: c.get("type", "node"),
-    }
-    try:
-        r = m.Responder(c["hostname"], ip, c["port"], txt, c["node"]["name"], mode == "full")
-        r.open()
-        r.announce()
-    except OSError as e:
-        node.log("mDNS unavailable: %s" % e)
-        return None
-    return r
-
-
-def gateway(cfg, ip):
-    """The gateway's address: configured, or found by DNS-SD; None if not (yet) found."""
+    name = cfg.get("model", "kithnet-" + cfg.get("type", "node"))
+    keep = ("node_id", "key", "hostname", "port", "report", "sleep")
     gw = cfg.get("gateway")
-    if gw and gw.get("host"):
-        return hal.addr(gw["host"], gw.get("port", discovery.GATEWAY_PORT))
-    from . import mdns as m
-
-    found = m.find_gateway(ip)
-    return hal.addr(found[0], found[1]) if found else None
+    return {
+        "h": digest,
+        "cfg": dict((k, cfg[k]) for k in keep),
+        "rules": rules,
+        "bands": deadbands,
+        "owners": owners,
+        "hello": hello,
+        "model": name,
+        "gw": [gw["host"], gw.get("port", discovery.GATEWAY_PORT)]
+        if gw and gw.get("host")
+        else None,
+        "txt": {
+            discovery.TXT_ID: cfg["node"]["id"].lower(),
+            discovery.TXT_MODEL: name,
+            discovery.TXT_FIRMWARE: firmware,
+            discovery.TXT_PROTOCOL: "1",
+            discovery.TXT_SLEEPY: "1" if cfg["sleep"].get("enabled") else "0",
+            discovery.TXT_TYPE: cfg.get("type", "node"),
+        },
+    }
