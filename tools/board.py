@@ -216,10 +216,16 @@ class Board:
                 self.proc = self._spawn()
 
     def power_cut(self) -> None:
-        """SIGKILL: no Python code of the node runs; RAM is lost, flash stays."""
+        """SIGKILL: no Python code of the node runs; RAM and RTC memory are lost, flash
+        stays. Also while the node is in deep sleep: it will not wake until start()."""
+        self._stop.set()  # no wake-up or restart is pending any more
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+        if self._thread:
+            self._thread.join(5)
+        for name in (".rtc", ".reset", ".wake"):  # what only RTC power kept
+            (self.path / name).unlink(missing_ok=True)
         if self._world is not None:
             self._world.mcu_reset()
 
