@@ -64,7 +64,6 @@ def check(cfg):
             if not isinstance(cid, int) or cid < 1 or cid > 0xFFFF or cid in seen:
                 raise ConfigError("devices[%d]: capability id %r is not a new id" % (i, cid))
             seen[cid] = model.BY_NAME[kind]
-    cfg["caps"] = seen
     rep = cfg.setdefault("report", {})
     rep.setdefault("interval", 60)
     rep.setdefault("sample_ms", 1000)

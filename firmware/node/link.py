@@ -57,13 +57,16 @@ class Link:
         except OSError as e:  # ENOBUFS under memory pressure, or no route: a lost datagram
             self.node.log("send failed: %s" % e)
 
-    def send(self, mtype, body, con=False, made=None):
-        """Seal and send in the session; a CON message is kept until answered. Returns seq."""
+    def _seal(self, mtype, body, con=False):
         s = self.sess
         if self.sleepy and s.send_seq >= self.seq_mark:
             self.seq_mark = s.send_seq + 16
             self.save_rtc()  # write-ahead: a reboot resumes past every number used
-        seq, data = s.seal(mtype, body, con)
+        return s.seal(mtype, body, con)
+
+    def send(self, mtype, body, con=False, made=None):
+        """Seal and send in the session; a CON message is kept until answered. Returns seq."""
+        seq, data = self._seal(mtype, body, con)
         self._out(data)
         if con:
             now = time.ticks_ms()
@@ -256,12 +259,8 @@ class Link:
             return
         atype, abody = answer
         abody[M.REF] = seq
-        s = self.sess
-        if self.sleepy and s.send_seq >= self.seq_mark:
-            self.seq_mark = s.send_seq + 16
-            self.save_rtc()
-        _, data = s.seal(atype, abody)
-        s.remember(seq, data)
+        _, data = self._seal(atype, abody)
+        self.sess.remember(seq, data)
         self._out(data)
 
     # -- deep sleep --------------------------------------------------------------------

@@ -23,7 +23,7 @@ from . import hal
 from .link import Link
 
 FIRMWARE = "0.1.0"
-RSSI_ID = 30
+RSSI_ID = 30  # diagnostics every node reports, above the ids configs use (< 30)
 UPTIME_ID = 31
 _TICK_MS = 100
 # Largest datagram taken from the gateway. recvfrom allocates this much in one piece each
@@ -87,10 +87,14 @@ class Node:
             try:
                 vals.update(drv.read())
             except OSError as e:
-                self.faults += 1
-                if self.faults < 4 or self.faults % 100 == 0:
-                    self.log("hardware fault in %s: %s" % (type(drv).__name__, e))
+                self._fault(drv, e)
         return vals
+
+    def _fault(self, drv, e):
+        """A hardware error: counted, logged at first and then every hundredth time."""
+        self.faults += 1
+        if self.faults < 4 or self.faults % 100 == 0:
+            self.log("hardware fault in %s: %s" % (type(drv).__name__, e))
 
     def sample(self, periodic):
         """Report what changed beyond its dead-band, or everything when periodic."""
@@ -281,10 +285,8 @@ class Node:
                     try:
                         t[1] = time.ticks_add(now, t[0].poll(self, now))
                     except OSError as e:
-                        self.faults += 1
+                        self._fault(t[0], e)
                         t[1] = time.ticks_add(now, 1000)
-                        if self.faults < 4:
-                            self.log("hardware fault in %s: %s" % (type(t[0]).__name__, e))
             if time.ticks_diff(now, tick_at) >= 0:
                 tick_at = time.ticks_add(now, tick_ms)
                 wdt.feed()

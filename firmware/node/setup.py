@@ -6,8 +6,9 @@
 from protocol import discovery, model
 
 from . import config, hal
+from .runtime import RSSI_ID, UPTIME_ID
 
-DIAGNOSTICS = ((30, model.RSSI), (31, model.UPTIME))  # ids above those configs use
+DIAGNOSTICS = ((RSSI_ID, model.RSSI), (UPTIME_ID, model.UPTIME))
 
 # Default dead-bands in wire units: 0.2 degC, 2 %RH, 5 W, 2 V, 50 mA, 10 Wh, 20 lx, 1 %.
 _DEADBAND = {6: 20, 7: 200, 2: 50, 3: 20, 4: 50, 5: 10, 8: 20, 12: 1, 16: 1}

@@ -37,10 +37,6 @@ def reset_cause():
     return _CAUSES.get(machine.reset_cause(), messages.REBOOT_UNKNOWN)
 
 
-def unique_id():
-    return machine.unique_id()
-
-
 def connect(cfg):
     """Join Wi-Fi (hostname set first: mDNS takes it at the first GOT_IP); return the IP."""
     global _wlan
@@ -120,7 +116,3 @@ def reset():
 
 def WDT(timeout=30000):
     return machine.WDT(timeout=timeout)
-
-
-def ticks():
-    return time.ticks_ms()

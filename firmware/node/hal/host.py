@@ -82,10 +82,6 @@ def reset_cause():
     return _cause
 
 
-def unique_id():
-    return b"host"
-
-
 def connect(cfg):
     """The station's address. The host is always on its network: the configured address."""
     return cfg.get("net", {}).get("ip", "127.0.0.1")
