@@ -42,7 +42,7 @@ ship in):
   A node that dies in these runs is reported ("died") and measured again at the next
   larger heap ("heap" in "cpu" says where the figure comes from).
 
-A board that does not boot at the target heap (today: every `.py` board at 110k, a
+A board that does not boot at the target heap (today: the plug's `.py` board at 110k, a
 MemoryError while compiling a module at import) is reported as such ("boots": false, the
 error) together with the smallest heap of 110k/128k/160k/192k/256k at which it boots in
 this same run, and its figures measured at that heap (under "at_min_heap"). --quick keeps

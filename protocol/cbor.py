@@ -19,7 +19,14 @@ from .limits import MAX_BYTES, MAX_DEPTH, MAX_ITEMS, MAX_TEXT
 
 _U64 = 0x10000000000000000
 
-_INF = float("inf")
+# Floats and the strict UTF-8 check live in cbor_extra, imported on first use: a node's
+# messages carry neither (values are scaled integers, text is ASCII), and its heap should
+# not hold code it never runs. By absolute name, as in session._keys.
+_EXTRA = __name__[: __name__.rfind(".") + 1] + "cbor_extra"
+
+
+def _extra():
+    return __import__(_EXTRA, None, None, ["f16_bits"])
 
 
 def _head(out, major, val):
@@ -40,78 +47,6 @@ def _head(out, major, val):
         out.extend(val.to_bytes(8, "big"))
     else:
         raise ProtocolError(LIMIT, "integer beyond 64 bits")
-
-
-_F32_MAX = 3.4028234663852886e38
-
-
-def f16_bits(x):
-    """The half-precision bits of x, or None when x is not exactly a half float."""
-    if not -_F32_MAX <= x <= _F32_MAX:
-        return None
-    b = struct.unpack(">I", struct.pack(">f", x))[0]
-    if struct.unpack(">f", struct.pack(">I", b))[0] != x:
-        return None  # not even a single float
-    sign = (b >> 16) & 0x8000
-    exp = ((b >> 23) & 0xFF) - 127
-    mant = b & 0x7FFFFF
-    if exp == -127 and mant == 0:
-        return sign  # +-0.0
-    if -14 <= exp <= 15:
-        if mant & 0x1FFF:
-            return None
-        return sign | ((exp + 15) << 10) | (mant >> 13)
-    if -24 <= exp < -14:
-        shift = -exp - 1
-        full = mant | 0x800000
-        if full & ((1 << shift) - 1):
-            return None
-        return sign | (full >> shift)
-    return None
-
-
-def half_to_float(h):
-    """Value of a half float from its 16 bits, through single precision."""
-    sign = (h & 0x8000) << 16
-    exp = (h >> 10) & 0x1F
-    mant = h & 0x3FF
-    if exp == 0x1F:
-        bits = sign | 0x7F800000 | (mant << 13)
-    elif exp:
-        bits = sign | ((exp + 112) << 23) | (mant << 13)
-    elif mant == 0:
-        bits = sign
-    else:
-        exp = 113
-        while not mant & 0x400:
-            mant <<= 1
-            exp -= 1
-        bits = sign | (exp << 23) | ((mant & 0x3FF) << 13)
-    return struct.unpack(">f", struct.pack(">I", bits))[0]
-
-
-def _float(out, x):
-    if x != x:
-        out.extend(b"\xf9\x7e\x00")
-        return
-    if x == _INF:
-        out.extend(b"\xf9\x7c\x00")
-        return
-    if x == -_INF:
-        out.extend(b"\xf9\xfc\x00")
-        return
-    h = f16_bits(x)
-    if h is not None:
-        out.append(0xF9)
-        out.extend(h.to_bytes(2, "big"))
-        return
-    s = struct.pack(">f", x) if -_F32_MAX <= x <= _F32_MAX else None
-    if s is not None and struct.unpack(">f", s)[0] == x:
-        out.append(0xFA)
-        out.extend(s)
-        return
-    out.append(0xFB)
-    out.extend(struct.pack(">d", x))
 
 
 def _enc(out, x, depth):
@@ -138,7 +73,7 @@ def _enc(out, x, depth):
         _head(out, 2, len(x))
         out.extend(x)
     elif isinstance(x, float):
-        _float(out, x)
+        _extra().encode_float(out, x)
     elif isinstance(x, (list, tuple)):
         if depth >= MAX_DEPTH:
             raise ProtocolError(LIMIT, "nesting deeper than %d" % MAX_DEPTH)
@@ -168,42 +103,6 @@ def _enc(out, x, depth):
         raise ProtocolError(MALFORMED, "cannot encode %s" % type(x).__name__)
 
 
-def _utf8_ok(b):
-    """RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF."""
-    i = 0
-    n = len(b)
-    while i < n:
-        c = b[i]
-        if c < 0x80:
-            i += 1
-            continue
-        if 0xC2 <= c <= 0xDF:
-            k, lo, hi = 1, 0x80, 0xBF
-        elif c == 0xE0:
-            k, lo, hi = 2, 0xA0, 0xBF
-        elif c == 0xED:
-            k, lo, hi = 2, 0x80, 0x9F
-        elif 0xE1 <= c <= 0xEF:
-            k, lo, hi = 2, 0x80, 0xBF
-        elif c == 0xF0:
-            k, lo, hi = 3, 0x90, 0xBF
-        elif 0xF1 <= c <= 0xF3:
-            k, lo, hi = 3, 0x80, 0xBF
-        elif c == 0xF4:
-            k, lo, hi = 3, 0x80, 0x8F
-        else:
-            return False
-        if i + k >= n:
-            return False
-        if not lo <= b[i + 1] <= hi:
-            return False
-        for j in range(i + 2, i + k + 1):
-            if not 0x80 <= b[j] <= 0xBF:
-                return False
-        i += k + 1
-    return True
-
-
 def _need(buf, i, n):
     if i + n > len(buf):
         raise ProtocolError(MALFORMED, "truncated at byte %d" % i)
@@ -224,7 +123,7 @@ def _dec(buf, i, depth):
             return None, i
         if ai == 25:
             _need(buf, i, 2)
-            return half_to_float((buf[i] << 8) | buf[i + 1]), i + 2
+            return _extra().half_to_float((buf[i] << 8) | buf[i + 1]), i + 2
         if ai == 26:
             _need(buf, i, 4)
             return struct.unpack(">f", bytes(buf[i : i + 4]))[0], i + 4
@@ -263,7 +162,7 @@ def _dec(buf, i, depth):
             s = str(raw, "utf-8")
         except UnicodeError:
             raise ProtocolError(MALFORMED, "text string is not UTF-8")
-        if len(s) != val and not _utf8_ok(raw):  # MicroPython accepts overlong/surrogates
+        if len(s) != val and not _extra().utf8_ok(raw):  # MicroPython accepts overlong/surrogates
             raise ProtocolError(MALFORMED, "text string is not UTF-8")
         return s, i + val
     if major == 6:

@@ -23,23 +23,9 @@ if sys.implementation.name == "micropython":
         return cryptolib.aes(key, 1)
 
 else:
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-    class _Ecb:
-        """cryptolib.aes(key, 1) for CPython, so the portable CCM runs here too."""
-
-        def __init__(self, key):
-            self._enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
-
-        def encrypt(self, src, dst=None):
-            out = self._enc.update(bytes(src))
-            if dst is None:
-                return out
-            dst[:] = out
-            return None
-
-    def ecb(key):
-        return _Ecb(key)
+    # CPython: the portable code on cryptography's ECB, kept out of this file so that a
+    # node's heap holds none of it.
+    from .ccm_fast import ecb
 
 
 def _check(key, nonce):

@@ -5,6 +5,8 @@
 # below, so callers can count causes without parsing messages. The codes are the
 # same numbers that travel in an ERROR message (SPEC.md, "Error codes").
 
+import sys
+
 MALFORMED = 1  # not well-formed CBOR / frame, or outside the subset
 LIMIT = 2  # well-formed but beyond a limit (size, depth, length)
 VERSION = 3  # unsupported protocol version
@@ -20,26 +22,32 @@ UNSUPPORTED = 12  # understood but not supported by this receiver
 UNKNOWN_NODE = 13  # node id unknown to the gateway (pending adoption)
 INTERNAL = 14  # the receiver failed
 
-NAMES = {
-    MALFORMED: "malformed",
-    LIMIT: "limit",
-    VERSION: "version",
-    UNKNOWN_TYPE: "unknown-type",
-    AUTH: "auth",
-    REPLAY: "replay",
-    NO_SESSION: "no-session",
-    UNKNOWN_CAPABILITY: "unknown-capability",
-    BAD_VALUE: "bad-value",
-    NOT_WRITABLE: "not-writable",
-    BUSY: "busy",
-    UNSUPPORTED: "unsupported",
-    UNKNOWN_NODE: "unknown-node",
-    INTERNAL: "internal",
-}
+# Names by code, as one string: on a node, a dict of 14 strings would cost heap for good.
+_NAMES = (
+    "malformed limit version unknown-type auth replay no-session unknown-capability"
+    " bad-value not-writable busy unsupported unknown-node internal"
+)
+
+
+def nth_word(words, n, unknown):
+    """Word n (from 1) of a space-separated string, or unknown % n past its end."""
+    w = words.split()
+    if isinstance(n, int) and 0 < n <= len(w):
+        return w[n - 1]
+    return unknown % (n,)
+
+
+def name(code):
+    """The name of a reason code ("code-N" for one this version does not know)."""
+    return nth_word(_NAMES, code, "code-%s")
+
+
+if sys.implementation.name != "micropython":
+    NAMES = {i + 1: n for i, n in enumerate(_NAMES.split())}
 
 
 class ProtocolError(ValueError):
-    """Bad input, with a reason code (see NAMES) and a human-readable why."""
+    """Bad input, with a reason code (see name()) and a human-readable why."""
 
     def __init__(self, code, why):
         super().__init__(why)
@@ -48,7 +56,7 @@ class ProtocolError(ValueError):
 
     @property
     def reason(self):
-        return NAMES.get(self.code, "code-%d" % self.code)
+        return name(self.code)
 
     def __str__(self):
         return "%s: %s" % (self.reason, self.why)

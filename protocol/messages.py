@@ -9,7 +9,7 @@
 import sys
 
 from . import cbor
-from .errors import MALFORMED, UNKNOWN_TYPE, ProtocolError
+from .errors import MALFORMED, UNKNOWN_TYPE, ProtocolError, nth_word
 
 HELLO = 1
 CHALLENGE = 2
@@ -30,26 +30,17 @@ OTA_OFFER = 16
 OTA_CHUNK = 17
 OTA_STATUS = 18
 
-NAMES = {
-    HELLO: "hello",
-    CHALLENGE: "challenge",
-    CONFIRM: "confirm",
-    ACK: "ack",
-    ERROR: "error",
-    PING: "ping",
-    PONG: "pong",
-    REPORT: "report",
-    EVENT: "event",
-    COMMAND: "command",
-    RESULT: "result",
-    CONFIG_GET: "config-get",
-    CONFIG_SET: "config-set",
-    CONFIG: "config",
-    TIME: "time",
-    OTA_OFFER: "ota-offer",
-    OTA_CHUNK: "ota-chunk",
-    OTA_STATUS: "ota-status",
-}
+# Names by type, as one string (a dict of strings would stay on a node's heap).
+_NAMES = (
+    "hello challenge confirm ack error ping pong report event command result config-get"
+    " config-set config time ota-offer ota-chunk ota-status"
+)
+
+
+def name(mtype):
+    """The name of a message type ("type-N" for one this version does not know)."""
+    return nth_word(_NAMES, mtype, "type-%s")
+
 
 # Metadata keys.
 DUE = -1  # next report due within this many seconds
@@ -177,6 +168,7 @@ ANSWERS = {
 
 _rules = rules
 if sys.implementation.name != "micropython":  # the gateway's hot path: parse each spec once
+    NAMES = {i + 1: n for i, n in enumerate(_NAMES.split())}
     _cache = {}
 
     def _rules(mtype):
@@ -208,15 +200,15 @@ def validate(mtype, body):
     if fields is None:
         raise ProtocolError(UNKNOWN_TYPE, "unknown message type %r" % (mtype,))
     if not isinstance(body, dict):
-        raise ProtocolError(MALFORMED, "%s body must be a map" % NAMES[mtype])
+        raise ProtocolError(MALFORMED, "%s body must be a map" % name(mtype))
     for key, kind, required in fields:
         if key in body:
             if not _kind_ok(body[key], kind):
                 raise ProtocolError(
-                    MALFORMED, "%s field %d has the wrong type" % (NAMES[mtype], key)
+                    MALFORMED, "%s field %d has the wrong type" % (name(mtype), key)
                 )
         elif required:
-            raise ProtocolError(MALFORMED, "%s lacks field %d" % (NAMES[mtype], key))
+            raise ProtocolError(MALFORMED, "%s lacks field %d" % (name(mtype), key))
     if mtype in STATE_TYPES:
         for key in body:
             if isinstance(key, int) and key >= 0:
@@ -227,7 +219,7 @@ def validate(mtype, body):
                     )
     if mtype == HELLO or mtype == CHALLENGE:
         if len(body[1]) != 8 or len(body[2]) != NONCE_LEN:
-            raise ProtocolError(MALFORMED, "%s node id and nonce must be 8 bytes" % NAMES[mtype])
+            raise ProtocolError(MALFORMED, "%s node id and nonce must be 8 bytes" % name(mtype))
     return body
 
 

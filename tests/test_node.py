@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from kithnet.protocol import errors, model
 from kithnet.protocol import messages as M
 from kithnet.tools import board as B
 from peer import Peer
+
+MP = Path(__file__).parent / "mp"
 
 KEY = bytes(range(16))
 
@@ -107,6 +111,11 @@ def test_each_type_boots_handshakes_and_reports(kind, peer, boards):
             assert cid in first, f"{name} missing from the first report {first}"
             caps[cid].check(first[cid])
     assert first[M.DUE] > 0
+    # Steady state on the 110 KB heap: at least 40 KB stays free, with the answer cache
+    # full (8 answers kept for duplicate requests, SPEC 8.4).
+    for _ in range(8):
+        free = peer.ask(b.node_id, M.CONFIG_GET, {})[M.CFG_VALUES]["mem_free"]
+    assert free >= 40 * 1024, f"{kind}: {free} B of heap free in steady state"
 
 
 def test_plug_obeys_commands_and_reports_the_new_state(peer, boards):
@@ -276,6 +285,24 @@ def test_over_power_cut_off_works_with_no_gateway(boards):
     while time.monotonic() < end and "over-power" not in b.console():
         time.sleep(0.05)
     assert "over-power" in b.console()
+
+
+def test_watchdog_reboots_a_stuck_node_and_its_hello_says_so(peer, boards):
+    devices = [*B.template("plug")["devices"], {"name": "stuck", "driver": "stuck"}]
+    b = boards(
+        "plug", peer, overrides={"devices": devices, "watchdog_ms": 2000}, start=False, plan=False
+    )
+    shutil.copyfile(MP / "stuck_driver.py", b.path / "lib" / "node" / "drivers" / "stuck.py")
+    B.plan_boot(b.path)
+    b.start()
+    online(peer, b)
+    (b.path / "hang").touch()  # the driver's poll spins from now on: nothing feeds the dog
+    mine = lambda: [h for h in peer.hellos if h[M.H_NODE] == b.node_id]  # noqa: E731
+    peer.wait(lambda: len(mine()) >= 2, 30)
+    assert mine()[0][M.H_REBOOT] == M.REBOOT_POWER_ON
+    assert mine()[1][M.H_REBOOT] == M.REBOOT_WATCHDOG, b.console()[-2000:]
+    seen = len(reports_of(peer, b.node_id))
+    peer.wait(lambda: len(reports_of(peer, b.node_id)) > seen, 30)  # and it runs again
 
 
 def test_sleepy_sensor_reports_every_wake_and_never_reuses_a_nonce(peer, boards):

@@ -195,9 +195,7 @@ def test_zeroconf_discovers_every_device_type(netns, tmp_path):
             shutil.rmtree(tmp_path / kind / "lib")
             shutil.copytree(lib, tmp_path / kind / "lib")
         B.plan_boot(tmp_path / kind)
-        # 128k, not 110k: a plug with the full DNS-SD responder does not fit 110k yet (the
-        # open heap item of issue 3); discovery itself is what this test checks.
-        b = B.Board(tmp_path / kind, prefix=["ip", "netns", "exec", ns], restart=False, heap="128k")
+        b = B.Board(tmp_path / kind, prefix=["ip", "netns", "exec", ns], restart=False)
         b.kind = kind
         netns["boards"].append(b)
         # The world's socket in the namespace, where the node can reach it.

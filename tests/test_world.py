@@ -516,7 +516,7 @@ import sys
 import time
 
 sys.path.append("lib")
-from node import hal
+from node.hal import impl as hal
 
 hal.init({}, ".")
 if "t1" not in os.listdir("."):  # first boot: close the relay, then reset

@@ -10,15 +10,17 @@
 import os
 import time
 
-from protocol import cbor, errors, frame, retransmit, session
+from protocol import errors, frame, retransmit
 from protocol import messages as M
 from protocol.errors import ProtocolError
 
-from . import unload
-
 BUFFER = 16  # reports kept while the gateway is away
 MAX_BACKOFF_MS = 300000
-_RTC_MAGIC = b"kn1"
+
+
+def _handshake():
+    """The handshake's code, loaded while one runs (handshake.py drops it again)."""
+    return __import__("node.handshake", None, None, ["send_hello"])
 
 
 def _rand16():
@@ -33,6 +35,8 @@ class Link:
         self.node_id = cfg["node_id"]
         self.key = cfg["key"]
         self.sleepy = bool(cfg["sleep"].get("enabled"))
+        # What a sleepy node keeps in RTC memory over deep sleep (rtc.py; others never load it).
+        self.rtc = __import__("node.rtc", None, None, ["save"]) if self.sleepy else None
         self.sock = None
         self.gw = None  # the gateway's socket address
         self.sess = None
@@ -61,7 +65,7 @@ class Link:
         s = self.sess
         if self.sleepy and s.send_seq >= self.seq_mark:
             self.seq_mark = s.send_seq + 16
-            self.save_rtc()  # write-ahead: a reboot resumes past every number used
+            self.rtc.save(self)  # write-ahead: a reboot resumes past every number used
         return s.seal(mtype, body, con)
 
     def send(self, mtype, body, con=False, made=None):
@@ -97,30 +101,8 @@ class Link:
 
     # -- handshake -------------------------------------------------------------------
 
-    def _hello_body(self):
-        n = self.node
-        body = {
-            M.H_NODE: self.node_id,
-            M.H_NONCE: os.urandom(M.NONCE_LEN),
-            M.H_PROTO: session.PROTOCOL_VERSION,
-            M.H_MODEL: n.model,
-            M.H_FW: n.firmware,
-            M.H_CAPS: n.hello_caps,
-            M.H_REBOOT: n.reboot,
-            M.H_NAME: n.cfg["node"]["name"],
-            M.DUE: n.due(),
-        }
-        if self.sleepy:
-            body[M.H_SLEEPY] = True
-        return body
-
     def _send_hello(self, now):
-        if self.hello is None:
-            body = self._hello_body()
-            msg, data = session.hello_frame(body)
-            self.hello = [msg, body, data, 0, now]
-        self.hello[3] += 1
-        self._out(self.hello[2])
+        _handshake().send_hello(self, now)
 
     def restart(self, why, delay=None):
         """End the session; try again after the back-off (with jitter)."""
@@ -199,29 +181,16 @@ class Link:
                     self.send(M.ACK, {M.REF: seq})
             return
         if self.sleepy:
-            self.save_rtc()
+            self.rtc.save(self)
         self._session(seq, con, mtype, body)
 
     def _plain(self, mtype, body):
         if mtype == M.CHALLENGE:
-            h = self.hello
-            if h is None or self.sess is not None:
-                return
-            try:
-                self.sess = session.answer(self.key, h[0], h[1], body)
-            except ProtocolError as e:
-                self.drop(e)
-                self.node.log("challenge rejected (%s): does the gateway hold this node's key?" % e)
-                return
-            self.hello = None
-            unload("protocol.keys", "protocol.kdf")
-            if M.C_TIME in body:
-                self.clock = (body[M.C_TIME], time.ticks_ms())
-            self.seq_mark = 0
-            self.confirm_seq = self.send(M.CONFIRM, {}, True)
+            if self.hello is not None and self.sess is None:
+                _handshake().on_challenge(self, body)
         elif mtype == M.ERROR:
             code = body[M.CODE]
-            self.node.log("gateway says %s" % errors.NAMES.get(code, code))
+            self.node.log("gateway says %s" % errors.name(code))
             if code == errors.NO_SESSION and self.sess is not None:
                 self.restart("gateway lost the session", 500)
             elif self.sess is None and self.hello is not None:
@@ -243,7 +212,7 @@ class Link:
             if ref is not None:
                 self.kinds.pop(ref, None)
                 self.pending.done(ref)
-            self.node.log("gateway error %s" % errors.NAMES.get(body[M.CODE], body[M.CODE]))
+            self.node.log("gateway error %s" % errors.name(body[M.CODE]))
             return
         if mtype == M.TIME and M.T_UNIX in body:
             self.clock = (body[M.T_UNIX], time.ticks_ms())
@@ -262,30 +231,3 @@ class Link:
         _, data = self._seal(atype, abody)
         self.sess.remember(seq, data)
         self._out(data)
-
-    # -- deep sleep --------------------------------------------------------------------
-
-    def save_rtc(self):
-        """Keep the session in RTC memory across deep sleep (sleepy nodes only)."""
-        s = self.sess
-        if s is None or not self.online:
-            self.node.hal.rtc_memory(b"")
-            return
-        rec = [s.sid, s.send_key, s.recv_key, self.seq_mark, s.window.highest, self.gw]
-        self.node.hal.rtc_memory(_RTC_MAGIC + cbor.dumps(rec))
-
-    def resume_rtc(self):
-        """A session kept over deep sleep, resumed past its reserved sequence numbers."""
-        data = self.node.hal.rtc_memory()
-        if not data or data[:3] != _RTC_MAGIC:
-            return False
-        try:
-            sid, skey, rkey, mark, highest, gw = cbor.loads(data[3:])
-        except (ProtocolError, ValueError, TypeError):
-            return False
-        self.sess = session.Session(self.node_id, sid, skey, rkey, False, send_seq=mark)
-        self.sess.window.highest = highest
-        self.seq_mark = mark
-        self.gw = tuple(gw) if isinstance(gw, list) else gw  # esp32 addresses are tuples
-        self.online = True
-        return True

@@ -12,14 +12,14 @@
 
 import gc
 import select
-import sys
 import time
 
-from protocol import cbor, values
 from protocol import messages as M
+from protocol import values
 from protocol.errors import BAD_VALUE, UNKNOWN_CAPABILITY, UNSUPPORTED, ProtocolError
 
-from . import hal
+from . import unload
+from .hal import impl as hal
 from .link import Link
 
 FIRMWARE = "0.1.0"
@@ -192,53 +192,6 @@ class Node:
 
     # -- running -----------------------------------------------------------------------
 
-    def apply(self, plan):
-        """A lean boot: drivers and rules from the boot plan (setup.plan), no validation."""
-        c = self.cfg
-        for dev in c["devices"]:
-            try:
-                mod = __import__("node.drivers." + dev["driver"], None, None, ["Driver"])
-            except ImportError:
-                raise ValueError("no driver %r" % dev["driver"])
-            drv = mod.Driver(hal, dev)
-            self.devices[dev["name"]] = drv
-            self.drivers.append(drv)
-        for cid in plan["rules"]:
-            self.rules[cid] = tuple(plan["rules"][cid])
-        owners = plan["owners"]
-        for cid in owners:
-            self.owner[cid] = self.drivers[owners[cid]]
-        self.bands = plan["bands"]
-        self.hello_caps = plan["hello"]
-        self.model = plan["model"]
-        self.plan = plan
-
-    def network(self, plan):
-        """Join the network, open the socket, publish DNS-SD, know the gateway.
-
-        Before the drivers load: building the DNS-SD records needs a few KB in one piece
-        for a moment, easier to find on a young heap.
-        """
-        c = self.cfg
-        link = self.link
-        self.ip = ip = hal.connect(c)
-        link.sock = hal.udp(ip, c["port"])
-        mode = c.get("mdns", "full" if hal.PLATFORM == "host" else "announce")
-        if mode != "off":
-            from . import mdns
-
-            try:
-                r = mdns.Responder(
-                    c["hostname"], ip, c["port"], plan["txt"], c["node"]["name"], mode == "full"
-                )
-                r.open()
-                r.announce()
-                self.mdns = r
-            except OSError as e:
-                self.log("mDNS unavailable: %s" % e)
-        gw = plan["gw"]
-        link.gw = hal.addr(gw[0], gw[1]) if gw else None
-
     def run(self):
         """Start the drivers, then loop forever (or until deep sleep)."""
         c = self.cfg
@@ -261,7 +214,7 @@ class Node:
         link = self.link
         sleepy = link.sleepy
         wdt = hal.WDT(c.get("watchdog_ms", 30000))
-        if sleepy and link.resume_rtc():
+        if sleepy and link.rtc.resume(link):
             self.log("resumed session %d after deep sleep" % link.sess.sid)
         poller = select.poll()
         poller.register(link.sock, select.POLLIN)
@@ -317,7 +270,7 @@ class Node:
                     (reported and link.online and not link.pending.items and not link.buf)
                     or time.ticks_diff(now, awake_until) >= 0
                 ):
-                    link.save_rtc()
+                    link.rtc.save(link)
                     ms = c["sleep"].get("interval", 300) * 1000
                     self.log("deep sleep for %d s" % (ms // 1000))
                     hal.deepsleep(ms)
@@ -338,76 +291,9 @@ class Node:
                 link.handle(data, src)
 
 
-def _boot():
-    """The node, built from the boot plan when config.json is the one it was made from.
-
-    Otherwise (first boot, a changed config): validate, build, write the plan and reset, so
-    that the node always runs from a lean boot, without the boot-only code's leftovers.
-    """
-    import hashlib
-    import json
-
-    try:
-        with open("config.json", "rb") as f:
-            raw = f.read()
-        cfg = json.loads(raw)
-    except (OSError, ValueError):
-        cfg = None
-    if not isinstance(cfg, dict):
-        return _full(None)  # the config loader says what is wrong
-    hal.init(cfg, ".")
-    digest = hashlib.sha256(raw).digest()[:8]
-    raw = None
-    store = hal.Store()
-    plan = None
-    try:
-        plan = cbor.loads(store.get("boot", b""))
-        if plan["h"] != digest:
-            plan = None
-    except (ProtocolError, KeyError, TypeError, ValueError):
-        plan = None
-    if plan is None:
-        return _full(cfg, store, digest)
-    cfg.update(plan["cfg"])
-    node = Node(cfg, store)
-    if plan.get("cause") is not None:  # the reset right after planning is not news
-        node.reboot = plan.pop("cause")
-        store.put("boot", cbor.dumps(plan))
-    try:
-        node.network(plan)
-        node.apply(plan)
-    except (KeyError, TypeError, ValueError) as e:
-        print("kithnet: config error: %s" % e)
-        if hal.PLATFORM == "host":
-            sys.exit(2)
-        return None
-    return node
-
-
-def _full(cfg, store=None, digest=None):
-    from . import config, setup
-
-    try:
-        if cfg is None:
-            config.load()  # raises ConfigError naming the problem
-        store = setup.load(cfg)
-        cause = hal.reset_cause()
-        plan = setup.plan(cfg, digest, FIRMWARE)
-    except (config.ConfigError, KeyError, TypeError, ValueError) as e:
-        print("kithnet: config error: %s" % e)
-        if hal.PLATFORM == "host":
-            sys.exit(2)
-        return None
-    plan["cause"] = cause
-    cfg = None
-    gc.collect()
-    store.put("boot", cbor.dumps(plan))
-    print("kithnet: boot plan written; restarting lean")
-    hal.reset()
-    return None
-
-
 def main():
-    node = _boot()
+    """Build the node at power-on (start.py, dropped once it is built), then run it."""
+    node = __import__("node.start", None, None, ["node"]).node()
+    unload("node.start", "node.setup", "node.config")
     if node is not None:
         node.run()

@@ -1,12 +1,12 @@
 # Boot-only work, done once per config.json: validate it, build the drivers and what the
 # node tells the gateway about itself, and write the boot plan (plan()) that lets every
 # later boot skip this module, the config loader, the capability registry and the
-# discovery constants altogether (runtime._boot).
+# discovery constants altogether (start.node).
 
 from protocol import discovery, model
 
-from . import config, hal
-from .runtime import RSSI_ID, UPTIME_ID
+from . import config
+from .runtime import RSSI_ID, UPTIME_ID, hal
 
 DIAGNOSTICS = ((RSSI_ID, model.RSSI), (UPTIME_ID, model.UPTIME))
 
@@ -31,7 +31,7 @@ def load(cfg):
 def plan(cfg, digest, firmware):
     """What every boot of this config needs, so that no boot imports the code above.
 
-    A lean boot (runtime._boot) skips config validation, the capability registry and this
+    A lean boot (start.node) skips config validation, the capability registry and this
     module: their code and, above all, their interned names would otherwise stay on the
     heap for good. The plan is tied to the exact bytes of config.json: any change makes
     the node plan again. No driver is started here; the lean boot starts them.

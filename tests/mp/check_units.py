@@ -229,6 +229,14 @@ def established():
 
 
 @check
+def names_of_codes_and_types():
+    ensure(errors.name(errors.AUTH) == "auth" and errors.name(99) == "code-99")
+    ensure(str(errors.ProtocolError(errors.REPLAY, "x")) == "replay: x")
+    ensure(messages.name(messages.REPORT) == "report" and messages.name(0) == "type-0")
+    ensure(messages.name(messages.OTA_STATUS) == "ota-status")
+
+
+@check
 def handshake_end_to_end():
     m = messages
     node, gw = established()

@@ -72,8 +72,8 @@ def device_type(path, board):
     with open(path) as f:
         cfg = json.load(f)
     a = free()
-    from node import hal
     from node.hal import host_io
+    from node.hal import impl as hal
 
     host_io.init(cfg, board)
     b = free()

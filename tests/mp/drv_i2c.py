@@ -2,7 +2,7 @@
 # conversion delays, NACKs), then the drivers' conversions against the world's values.
 # ruff: noqa: UP031
 from drv_kit import Clock, check, done, poll, setup, world_json
-from node import hal
+from node.hal import impl as hal
 
 
 def crc(data):  # CRC-8/NRSC-5 as the datasheets give it, written independently of _util

@@ -12,8 +12,8 @@ import select
 import socket
 import sys
 
-from node import hal
 from node.hal import host_io
+from node.hal import impl as hal
 
 from protocol import cbor
 

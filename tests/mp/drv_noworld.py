@@ -9,8 +9,8 @@ import sys
 import time
 
 from drv_kit import Node, board, check, done, driver
-from node import hal
 from node.hal import host_io
+from node.hal import impl as hal
 
 host_io.init({}, board())
 

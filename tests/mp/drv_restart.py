@@ -14,8 +14,8 @@ import sys
 import time
 
 from drv_kit import Clock, Node, Store, World, board, check, done, driver
-from node import hal
 from node.hal import host_io
+from node.hal import impl as hal
 
 with open(board() + "/restart-config.json") as f:
     cfg = json.load(f)

@@ -1,0 +1,134 @@
+# Power-on: build the Node from the boot plan, or make the plan first. Runs once per boot;
+# runtime.main() drops this module (and setup.py, config.py) before the node runs, so
+# none of it stays on the heap.
+#
+# The boot plan (setup.plan) is stored in the key-value store under "boot", tied to the
+# SHA-256 of config.json. A first boot, or a changed config, validates the config, writes
+# the plan and resets: every node then runs from a lean boot, without the boot-only
+# code's leftovers on its heap.
+
+import gc
+import sys
+
+from protocol import cbor
+from protocol.errors import ProtocolError
+
+from .runtime import FIRMWARE, Node, hal
+
+
+def node():
+    """The node, built from the boot plan when config.json is the one it was made from.
+
+    Otherwise (first boot, a changed config): validate, build, write the plan and reset, so
+    that the node always runs from a lean boot, without the boot-only code's leftovers.
+    """
+    import hashlib
+    import json
+
+    try:
+        with open("config.json", "rb") as f:
+            raw = f.read()
+        cfg = json.loads(raw)
+    except (OSError, ValueError):
+        cfg = None
+    if not isinstance(cfg, dict):
+        return _full(None)  # the config loader says what is wrong
+    hal.init(cfg, ".")
+    digest = hashlib.sha256(raw).digest()[:8]
+    raw = None
+    store = hal.Store()
+    plan = None
+    try:
+        plan = cbor.loads(store.get("boot", b""))
+        if plan["h"] != digest:
+            plan = None
+    except (ProtocolError, KeyError, TypeError, ValueError):
+        plan = None
+    if plan is None:
+        return _full(cfg, store, digest)
+    cfg.update(plan["cfg"])
+    n = Node(cfg, store)
+    if plan.get("cause") is not None:  # the reset right after planning is not news
+        n.reboot = plan.pop("cause")
+        store.put("boot", cbor.dumps(plan))
+    try:
+        network(n, plan)
+        apply(n, plan)
+    except (KeyError, TypeError, ValueError) as e:
+        print("kithnet: config error: %s" % e)
+        if hal.PLATFORM == "host":
+            sys.exit(2)
+        return None
+    return n
+
+
+def _full(cfg, store=None, digest=None):
+    from . import config, setup
+
+    try:
+        if cfg is None:
+            config.load()  # raises ConfigError naming the problem
+        store = setup.load(cfg)
+        cause = hal.reset_cause()
+        plan = setup.plan(cfg, digest, FIRMWARE)
+    except (config.ConfigError, KeyError, TypeError, ValueError) as e:
+        print("kithnet: config error: %s" % e)
+        if hal.PLATFORM == "host":
+            sys.exit(2)
+        return None
+    plan["cause"] = cause
+    cfg = None
+    gc.collect()
+    store.put("boot", cbor.dumps(plan))
+    print("kithnet: boot plan written; restarting lean")
+    hal.reset()
+    return None
+
+
+def apply(node, plan):
+    """A lean boot: drivers and rules from the boot plan (setup.plan), no validation."""
+    c = node.cfg
+    for dev in c["devices"]:
+        try:
+            mod = __import__("node.drivers." + dev["driver"], None, None, ["Driver"])
+        except ImportError:
+            raise ValueError("no driver %r" % dev["driver"])
+        drv = mod.Driver(hal, dev)
+        node.devices[dev["name"]] = drv
+        node.drivers.append(drv)
+    for cid in plan["rules"]:
+        node.rules[cid] = tuple(plan["rules"][cid])
+    owners = plan["owners"]
+    for cid in owners:
+        node.owner[cid] = node.drivers[owners[cid]]
+    node.bands = plan["bands"]
+    node.hello_caps = plan["hello"]
+    node.model = plan["model"]
+    node.plan = plan
+
+
+def network(node, plan):
+    """Join the network, open the socket, publish DNS-SD, know the gateway.
+
+    Before the drivers load: building the DNS-SD records needs a few KB in one piece
+    for a moment, easier to find on a young heap.
+    """
+    c = node.cfg
+    link = node.link
+    node.ip = ip = hal.connect(c)
+    link.sock = hal.udp(ip, c["port"])
+    mode = c.get("mdns", "full" if hal.PLATFORM == "host" else "announce")
+    if mode != "off":
+        from . import mdns
+
+        try:
+            r = mdns.Responder(
+                c["hostname"], ip, c["port"], plan["txt"], c["node"]["name"], mode == "full"
+            )
+            r.open()
+            r.announce()
+            node.mdns = r
+        except OSError as e:
+            node.log("mDNS unavailable: %s" % e)
+    gw = plan["gw"]
+    link.gw = hal.addr(gw[0], gw[1]) if gw else None
