@@ -45,7 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
-from kithnet.protocol import cbor, ccm, discovery, errors, frame, keys, model, replay, session
+from kithnet.protocol import cbor, ccm, discovery, errors, frame, keys, model, ota, replay, session
 from kithnet.protocol import messages as M
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,17 +141,17 @@ PLUG_STEPS = (
     ("time (node request)", N, M.TIME, {}, True),
     ("time (gateway answer)", G, M.TIME,
      lambda ref: {M.T_UNIX: UNIX_TIME, M.T_OFFSET: 3600, M.REF: ref}, False),
-    ("ota-offer", G, M.OTA_OFFER, {M.OTA_VERSION: "0.2.0", M.OTA_SIZE: OTA_SIZE,
-     M.OTA_SHA256: bytes(range(32)), M.OTA_CHUNK_SIZE: 512}, True),
+    ("ota-offer", G, M.OTA_OFFER, {ota.VERSION: "0.2.0", ota.SIZE: OTA_SIZE,
+     ota.SHA256: bytes(range(32)), ota.CHUNK_SIZE: 512}, True),
     ("ota-status (receiving)", N, M.OTA_STATUS,
-     lambda ref: {M.REF: ref, M.CODE: 0, M.OTA_STATE: M.OTA_RECEIVING, M.OTA_NEXT: 0}, False),
+     lambda ref: {M.REF: ref, M.CODE: 0, ota.STATE: ota.RECEIVING, ota.NEXT: 0}, False),
     ("ota-chunk (512 B of data)", G, M.OTA_CHUNK,
-     {M.OTA_OFFSET: OTA_SIZE - 512, M.OTA_DATA: bytes(i & 0xFF for i in range(512))}, True),
+     {ota.OFFSET: OTA_SIZE - 512, ota.DATA: bytes(i & 0xFF for i in range(512))}, True),
     ("ota-status (next offset)", N, M.OTA_STATUS, lambda ref: {
-        M.REF: ref, M.CODE: 0, M.OTA_STATE: M.OTA_RECEIVING, M.OTA_NEXT: OTA_SIZE}, False),
+        M.REF: ref, M.CODE: 0, ota.STATE: ota.RECEIVING, ota.NEXT: OTA_SIZE}, False),
     # The largest chunk the CBOR subset allows (its bstr limit): the frame limit holds.
     (f"ota-chunk ({cbor.MAX_BYTES} B, the bstr limit)", G, M.OTA_CHUNK,
-     {M.OTA_OFFSET: 0, M.OTA_DATA: bytes(cbor.MAX_BYTES)}, True),
+     {ota.OFFSET: 0, ota.DATA: bytes(cbor.MAX_BYTES)}, True),
 )  # fmt: skip
 # Plain frames the gateway sends outside a session.
 PLAIN_ERRORS = (

@@ -1,13 +1,75 @@
-"""The `kithnet` command."""
+"""The `kithnet` command: the protocol demo, the gateway, and a client of its HTTP API."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from kithnet import __version__
 
+DEFAULT_URL = "http://127.0.0.1:47880"
 
-def main(argv: list[str] | None = None) -> int:
+
+# -- argument parsing ----------------------------------------------------------------------
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT or :PORT (all addresses)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def parse_value(text: str) -> bool | int | float | str:
+    """A value as a person types it: on/off/true/false, 21, 21.5, or text (an enum label)."""
+    low = text.lower()
+    if low in ("on", "true"):
+        return True
+    if low in ("off", "false"):
+        return False
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        v = float(text)
+    except ValueError:
+        return text
+    return v if math.isfinite(v) else text
+
+
+def _since(text: str) -> float:
+    """Unix time from SECONDS_AGO (a number) or an ISO date/time (local time if no zone)."""
+    try:
+        return time.time() - float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither seconds ago nor an ISO time like 2024-05-01T08:00"
+        ) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kithnet", description="Local-first AIoT: nodes, gateway, hubs."
     )
@@ -19,13 +81,277 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)"
     )
-    args = parser.parse_args(argv)
+
+    gw = sub.add_parser("gateway", help="run the gateway until Ctrl-C or SIGTERM")
+    gw.add_argument("--config", metavar="FILE", help="TOML settings (flags override them)")
+    gw.add_argument("--data", metavar="DIR", help="registry, history and token (~/.kithnet)")
+    gw.add_argument("--http", metavar="HOST:PORT", type=_host_port, help="API address")
+    gw.add_argument("--udp", metavar="HOST:PORT", type=_host_port, help="protocol address")
+    gw.add_argument("--token", metavar="T", help="API token (default: DATA/token, made once)")
+    gw.add_argument(
+        "--no-discovery", action="store_true", help="neither browse nor advertise DNS-SD"
+    )
+    gw.add_argument("--interfaces", metavar="A,B", help="addresses DNS-SD uses (default: all)")
+    gw.add_argument("--keys", metavar="FILE", help="JSON lines of nodes to adopt at start")
+    gw.add_argument("--log-level", metavar="L", help="debug, info, warning or error")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url", default=None, help=f"the gateway's API (env KITHNET_URL, else {DEFAULT_URL})"
+    )
+    common.add_argument(
+        "--token", default=None, help="API token (env KITHNET_TOKEN, else the file DATA/token)"
+    )
+    common.add_argument(
+        "--data", default=None, help="where to find the token file (env KITHNET_DATA, ~/.kithnet)"
+    )
+    common.add_argument("--json", action="store_true", help="print JSON for machines")
+
+    def client(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help)
+
+    client("devices", "list the adopted devices")
+    p = client("state", "show a device's capabilities and latest values")
+    p.add_argument("name", help="device name or node id")
+    p = client("set", "command a device: kithnet set 'Kitchen plug' switch on")
+    p.add_argument("name", help="device name or node id")
+    p.add_argument("capability")
+    p.add_argument("value", type=parse_value, help="on/off/true/false, a number, or a label")
+    p.add_argument("--fade", type=int, metavar="MS", help="transition time (lights)")
+    p = client("history", "show a capability's recorded values, oldest first")
+    p.add_argument("name", help="device name or node id")
+    p.add_argument("capability")
+    p.add_argument(
+        "--since", type=_since, metavar="ISO|SECONDS_AGO", help="e.g. 3600 or 2024-05-01T08:00"
+    )
+    p.add_argument("--limit", type=_positive, metavar="N", help="at most N values (1000)")
+    client("pending", "list nodes waiting to be adopted")
+    p = client("adopt", "adopt a node by its id and key (also before it is seen)")
+    p.add_argument("node_id", metavar="NODE_ID", help="16 hex digits")
+    p.add_argument("--key", required=True, metavar="HEX", help="the node key, 32 hex digits")
+    p.add_argument("--name")
+    p.add_argument("--room")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
     if args.command == "demo":
         from kithnet.tools import protocol_demo
 
         reports = protocol_demo.run(args.seconds)
         return 0 if reports else 1
-    return 2
+    if args.command == "gateway":
+        return _gateway(args)
+    return _client(args)
+
+
+# -- kithnet gateway -----------------------------------------------------------------------
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from kithnet.gateway import config
+
+    overrides: dict[str, Any] = {
+        "data": args.data,
+        "token": args.token,
+        "discovery": False if args.no_discovery else None,
+        "interfaces": args.interfaces,
+        "keys": args.keys,
+        "log_level": args.log_level,
+    }
+    if args.http:
+        overrides["http_host"], overrides["http_port"] = args.http
+    if args.udp:
+        overrides["udp_host"], overrides["udp_port"] = args.udp
+    try:
+        cfg = config.load(args.config, overrides)
+    except config.ConfigError as e:
+        print(f"kithnet: {e}", file=sys.stderr)
+        return 2
+    from kithnet.gateway import service
+
+    try:
+        asyncio.run(service.run(cfg))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:  # e.g. a port already in use
+        print(f"kithnet: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- client commands -----------------------------------------------------------------------
+
+
+def _token(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(token, where it comes from) — the source goes into the message when it is refused."""
+    if args.token:
+        return args.token, "--token"
+    if os.environ.get("KITHNET_TOKEN"):
+        return os.environ["KITHNET_TOKEN"], "$KITHNET_TOKEN"
+    data = args.data or os.environ.get("KITHNET_DATA") or str(Path.home() / ".kithnet")
+    path = Path(data).expanduser() / "token"
+    try:
+        return path.read_text().strip() or None, str(path)
+    except OSError:
+        return None, f"--token, $KITHNET_TOKEN or {path} (missing)"
+
+
+def _client(args: argparse.Namespace) -> int:
+    from kithnet.gateway.client import ApiError, Client, ClientError
+
+    url = args.url or os.environ.get("KITHNET_URL") or DEFAULT_URL
+    token, source = _token(args)
+    command = COMMANDS[args.command]
+
+    async def run() -> Any:
+        async with Client(url, token) as c:
+            return await command(c, args)
+
+    try:
+        out = asyncio.run(run())
+    except ApiError as e:
+        if e.status == 401:
+            where = f"read from {source}" if token else f"none found in {source}"
+            msg = f"the gateway at {url} refused the API token ({where}): {e.reason}"
+        else:
+            msg = e.reason or str(e)
+        print(f"kithnet: {msg}", file=sys.stderr)
+        return 1
+    except ClientError as e:
+        print(f"kithnet: {e}", file=sys.stderr)
+        return 1
+    if out is not None:
+        print(json.dumps(out, indent=2, ensure_ascii=False) if args.json else out)
+    return 0
+
+
+Command = Callable[[Any, argparse.Namespace], Coroutine[Any, Any, Any]]
+
+
+async def _devices(c: Any, args: argparse.Namespace) -> Any:
+    devs = await c.devices()
+    if args.json:
+        return devs
+    if not devs:
+        return "no devices adopted yet (see: kithnet pending)"
+    rows = [
+        [
+            d["name"],
+            d["id"],
+            d.get("room") or "-",
+            d.get("type", ""),
+            "online" if d.get("online") else "offline",
+            _ago(d.get("last_seen")),
+        ]
+        for d in sorted(devs, key=lambda d: (d.get("room") or "", d["name"]))
+    ]
+    return _table(["NAME", "ID", "ROOM", "TYPE", "STATUS", "LAST SEEN"], rows)
+
+
+async def _state(c: Any, args: argparse.Namespace) -> Any:
+    dev = await c.device(args.name)
+    if args.json:
+        return dev["state"]
+    state = dev.get("state", {})
+    rows = []
+    for cap in dev.get("capabilities", []):
+        reading = state.get(cap["name"])
+        value = _show(reading["value"], cap.get("unit", "")) if reading else "-"
+        rows.append(
+            [
+                cap["name"],
+                value,
+                "rw" if cap.get("writable") else "r",
+                _ago(reading["ts"]) if reading else "-",
+            ]
+        )
+    status = "online" if dev.get("online") else f"offline: {dev.get('reason', '')}".rstrip(": ")
+    head = f"{dev['name']} ({dev['id']}, {dev.get('type', '?')}, {status})"
+    return head + "\n" + _table(["CAPABILITY", "VALUE", "ACCESS", "UPDATED"], rows)
+
+
+async def _set(c: Any, args: argparse.Namespace) -> Any:
+    result = await c.set(args.name, {args.capability: args.value}, fade_ms=args.fade)
+    if args.json:
+        return result
+    if result.get("status") == "queued":
+        return f"queued: {args.name} gets it when it next wakes"
+    state = result.get("state") or {args.capability: args.value}
+    return "applied: " + ", ".join(f"{k} = {_show(v)}" for k, v in state.items())
+
+
+async def _history(c: Any, args: argparse.Namespace) -> Any:
+    points = await c.history(args.name, args.capability, since=args.since, limit=args.limit)
+    if args.json:
+        return points
+    if not points:
+        return f"no values of {args.capability} recorded for {args.name} in that time"
+    rows = [[_when(p["ts"]), _show(p["value"])] for p in points]
+    return _table(["TIME", args.capability.upper()], rows)
+
+
+async def _pending(c: Any, args: argparse.Namespace) -> Any:
+    nodes = await c.pending()
+    if args.json:
+        return nodes
+    if not nodes:
+        return "no nodes waiting to be adopted"
+    cols = [k for k in ("id", "name", "model", "type", "firmware", "address") if k in nodes[0]]
+    rows = [[str(n.get(k) or "-") for k in cols] + [_ago(n.get("last_seen"))] for n in nodes]
+    return _table([k.upper() for k in cols] + ["LAST SEEN"], rows)
+
+
+async def _adopt(c: Any, args: argparse.Namespace) -> Any:
+    dev = await c.adopt(args.node_id, args.key, name=args.name, room=args.room)
+    if args.json:
+        return dev
+    return f"adopted {dev['name']} ({dev['id']})"
+
+
+COMMANDS: dict[str, Command] = {
+    "devices": _devices,
+    "state": _state,
+    "set": _set,
+    "history": _history,
+    "pending": _pending,
+    "adopt": _adopt,
+}
+
+
+# -- output for people ---------------------------------------------------------------------
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    head = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    return "\n".join(line.rstrip() for line in [head, *lines])
+
+
+def _show(value: Any, unit: str = "") -> str:
+    if isinstance(value, bool):
+        text = "on" if value else "off"
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".strip() if unit and not isinstance(value, bool) else text
+
+
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    s = max(0, int(time.time() - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= size:
+            return f"{s // size} {unit} ago"
+    return f"{s} s ago"
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).isoformat(sep=" ", timespec="seconds")
 
 
 if __name__ == "__main__":

@@ -79,15 +79,6 @@ CFG_VALUES = 1
 T_UNIX = 1
 T_OFFSET = 2
 
-OTA_VERSION = 1
-OTA_SIZE = 2
-OTA_SHA256 = 3
-OTA_CHUNK_SIZE = 4
-OTA_BUNDLE = 5
-OTA_OFFSET = 1
-OTA_DATA = 2
-OTA_STATE = 1
-OTA_NEXT = 2
 
 # Reboot reasons carried in hello (machine.reset_cause() mapped to these).
 REBOOT_POWER_ON = 0
@@ -99,49 +90,47 @@ REBOOT_BROWNOUT = 5
 REBOOT_OTA = 6
 REBOOT_UNKNOWN = 7
 
-# OTA states carried in ota-status.
-OTA_IDLE = 0
-OTA_RECEIVING = 1
-OTA_VERIFYING = 2
-OTA_STAGED = 3
-OTA_TRIAL = 4
-OTA_CONFIRMED = 5
-OTA_FAILED = 6
 
 NONCE_LEN = 8
 
 # Field rules per type, one token per field: key, kind, "!" if required. Kinds: u uint,
 # i int, b bytes, t text, B bool, m map, a array. State messages also take capability
-# entries. Kept as text rather than tuples: on a node each tuple would cost heap.
-RULES = {
-    HELLO: "1b! 2b! 3u! 4t! 5t! 6m! 7u 8B 9t -1u",
-    CHALLENGE: "1b! 2b! 3u! 4b! 5u",
-    CONFIRM: "",
-    ACK: "-3u!",
-    ERROR: "-4u! -3u -5t 1a",
-    PING: "",
-    PONG: "-3u!",
-    REPORT: "-1u -2u",
-    EVENT: "1u! 2u! 3u -2u",
-    COMMAND: "-6u",
-    RESULT: "-3u! -4u!",
-    CONFIG_GET: "1a",
-    CONFIG_SET: "1m!",
-    CONFIG: "-3u! -4u! 1m",
-    TIME: "1u 2i -3u",
-    OTA_OFFER: "1t! 2u! 3b! 4u! 5t",
-    OTA_CHUNK: "1u! 2b!",
-    OTA_STATUS: "-3u -4u! 1u! 2u",
-}
+# entries. One text for all types, in type order, "|" between them: on a node every tuple,
+# and every separate string, would stay on the heap for good.
+_RULES = (
+    "1b! 2b! 3u! 4t! 5t! 6m! 7u 8B 9t -1u"  # hello
+    "|1b! 2b! 3u! 4b! 5u"  # challenge
+    "|"  # confirm
+    "|-3u!"  # ack
+    "|-4u! -3u -5t 1a"  # error
+    "|"  # ping
+    "|-3u!"  # pong
+    "|-1u -2u"  # report
+    "|1u! 2u! 3u -2u"  # event
+    "|-6u"  # command
+    "|-3u! -4u!"  # result
+    "|1a"  # config-get
+    "|1m!"  # config-set
+    "|-3u! -4u! 1m"  # config
+    "|1u 2i -3u"  # time
+    "|1t! 2u! 3b! 4u! 5t"  # ota-offer
+    "|1u! 2b!"  # ota-chunk
+    "|-3u -4u! 1u! 2u"  # ota-status
+)
 
 
 def rules(mtype):
     """((key, kind, required), ...) of a type, or None for an unknown type."""
-    spec = RULES.get(mtype)
-    if spec is None:
+    if not isinstance(mtype, int) or mtype < 1:
         return None
+    i = 0
+    for _ in range(mtype - 1):  # to the type's own part, without splitting the others
+        i = _RULES.find("|", i) + 1
+        if i == 0:
+            return None
+    j = _RULES.find("|", i)
     out = []
-    for tok in spec.split():
+    for tok in (_RULES[i:j] if j >= 0 else _RULES[i:]).split():
         req = tok[-1] == "!"
         if req:
             tok = tok[:-1]
@@ -169,12 +158,15 @@ ANSWERS = {
 _rules = rules
 if sys.implementation.name != "micropython":  # the gateway's hot path: parse each spec once
     NAMES = {i + 1: n for i, n in enumerate(_NAMES.split())}
+    RULES = {i + 1: spec for i, spec in enumerate(_RULES.split("|"))}
     _cache = {}
 
     def _rules(mtype):
         r = _cache.get(mtype)
-        if r is None and mtype in RULES:
-            r = _cache[mtype] = rules(mtype)
+        if r is None:
+            r = rules(mtype)
+            if r is not None:
+                _cache[mtype] = r
         return r
 
 

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from netns import netns  # noqa: F401  (the fixture, for every test module)
 
 ROOT = Path(__file__).resolve().parent.parent
 MP_DIR = Path(__file__).resolve().parent / "mp"

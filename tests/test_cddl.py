@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pycddl
 import pytest
-from kithnet.protocol import cbor, errors, frame, keys, messages, model, session
+from kithnet.protocol import cbor, errors, frame, keys, messages, model, ota, session
 from kithnet.protocol.errors import ProtocolError
 from kithnet.protocol.replay import ReplayWindow
 
@@ -207,7 +207,7 @@ def test_minimal_hello_and_challenge_without_time():
         (messages.CONFIG, {messages.REF: 6, messages.CODE: errors.BAD_VALUE}, False),
         (messages.TIME, {}, True),
         (messages.OTA_STATUS, {messages.REF: 9, messages.CODE: 0, 1: 1, 2: 1024}, False),
-        (messages.OTA_STATUS, {messages.CODE: 0, messages.OTA_STATE: 5}, False),
+        (messages.OTA_STATUS, {messages.CODE: 0, ota.STATE: 5}, False),
         (messages.ERROR, {messages.CODE: errors.UNKNOWN_TYPE, messages.REF: 8}, False),
     ],
     ids=lambda v: messages.NAMES.get(v, "") if isinstance(v, int) else None,
@@ -233,15 +233,15 @@ def test_node_to_gateway(pair, mtype, body, confirmable):
         (
             messages.OTA_OFFER,
             {
-                messages.OTA_VERSION: "0.2.0",
-                messages.OTA_SIZE: 1500000,
-                messages.OTA_SHA256: hashlib.sha256(b"image").digest(),
-                messages.OTA_CHUNK_SIZE: 1024,
-                messages.OTA_BUNDLE: "app",
+                ota.VERSION: "0.2.0",
+                ota.SIZE: 1500000,
+                ota.SHA256: hashlib.sha256(b"image").digest(),
+                ota.CHUNK_SIZE: 1024,
+                ota.BUNDLE: "app",
             },
             True,
         ),
-        (messages.OTA_CHUNK, {messages.OTA_OFFSET: 0, messages.OTA_DATA: bytes(1024)}, True),
+        (messages.OTA_CHUNK, {ota.OFFSET: 0, ota.DATA: bytes(1024)}, True),
         (messages.PING, {}, True),
         (messages.PONG, {messages.REF: 12}, False),
         (
@@ -316,10 +316,10 @@ def _with(body, key, value):
 
 
 _OFFER = {
-    messages.OTA_VERSION: "0.2.0",
-    messages.OTA_SIZE: 4096,
-    messages.OTA_SHA256: bytes(32),
-    messages.OTA_CHUNK_SIZE: 512,
+    ota.VERSION: "0.2.0",
+    ota.SIZE: 4096,
+    ota.SHA256: bytes(32),
+    ota.CHUNK_SIZE: 512,
 }
 _CHAL = {
     messages.C_NODE: NODE_ID,
@@ -328,7 +328,7 @@ _CHAL = {
     messages.C_PROOF: bytes(8),
 }
 _EVENT = {messages.E_CAP: 4, messages.E_CODE: 1}
-_STATUS = {messages.CODE: 0, messages.OTA_STATE: 1}
+_STATUS = {messages.CODE: 0, ota.STATE: 1}
 
 INVALID = [
     # missing required keys
@@ -346,8 +346,8 @@ INVALID = [
     ("result lacks ref", messages.RESULT, {messages.CODE: 0}),
     ("config-set lacks values", messages.CONFIG_SET, {}),
     ("config lacks ref", messages.CONFIG, {messages.CODE: 0}),
-    ("ota-offer lacks sha256", messages.OTA_OFFER, _without(_OFFER, messages.OTA_SHA256)),
-    ("ota-chunk lacks offset", messages.OTA_CHUNK, {messages.OTA_DATA: b"x"}),
+    ("ota-offer lacks sha256", messages.OTA_OFFER, _without(_OFFER, ota.SHA256)),
+    ("ota-chunk lacks offset", messages.OTA_CHUNK, {ota.DATA: b"x"}),
     ("ota-status lacks state", messages.OTA_STATUS, {messages.CODE: 0}),
     # wrong types
     ("hello node id is text", messages.HELLO, hello_body({messages.H_NODE: "01020304"})),
@@ -378,10 +378,10 @@ INVALID = [
     ("config values is text", messages.CONFIG, {messages.REF: 1, messages.CODE: 0, 1: "x"}),
     ("time unix is text", messages.TIME, {messages.T_UNIX: "2026-01-01"}),
     ("time offset is a float", messages.TIME, {messages.T_UNIX: UNIX, messages.T_OFFSET: 1.5}),
-    ("ota-offer size is text", messages.OTA_OFFER, _with(_OFFER, messages.OTA_SIZE, "4k")),
-    ("ota-offer version is int", messages.OTA_OFFER, _with(_OFFER, messages.OTA_VERSION, 2)),
-    ("ota-chunk data is text", messages.OTA_CHUNK, {messages.OTA_OFFSET: 0, 2: "x"}),
-    ("ota-status state is text", messages.OTA_STATUS, _with(_STATUS, messages.OTA_STATE, "ok")),
+    ("ota-offer size is text", messages.OTA_OFFER, _with(_OFFER, ota.SIZE, "4k")),
+    ("ota-offer version is int", messages.OTA_OFFER, _with(_OFFER, ota.VERSION, 2)),
+    ("ota-chunk data is text", messages.OTA_CHUNK, {ota.OFFSET: 0, 2: "x"}),
+    ("ota-status state is text", messages.OTA_STATUS, _with(_STATUS, ota.STATE, "ok")),
     ("ota-status ref is bool", messages.OTA_STATUS, _with(_STATUS, messages.REF, True)),
 ]
 

@@ -26,26 +26,20 @@ namespace. The nodes are given a gateway on an unused port, so they need none.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
-import time
-import uuid
 from pathlib import Path
 
-import pytest
 from kithnet.tools import board as B
 from kithnet.tools.world import WorldServer
+from netns import setns_thread, wait_running
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "_kithnet._udp.local."
 WAIT = 30  # bound of each wait, in seconds
-CLONE_NEWNET = 0x40000000
 
 
 # --- the CPython side, run inside the namespace as `python tests/test_node_discovery.py` ---
@@ -106,75 +100,9 @@ async def _browse(count: int, limit: float) -> None:
 # --- the test ---
 
 
-def _setns_thread(ns: str, fn):
-    """fn() run by a thread of this process that first entered network namespace ns; its
-    result (sockets it opens stay in ns for good)."""
-    out: dict = {}
-
-    def run() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({ns}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            out["value"] = fn()
-        except BaseException as e:
-            out["error"] = e
-
-    t = threading.Thread(target=run, name=f"setns-{ns}")
-    t.start()
-    t.join(WAIT)
-    if "error" in out:
-        raise out["error"]
-    if "value" not in out:
-        raise TimeoutError(f"nothing made in {ns}")
-    return out["value"]
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-@pytest.fixture
-def netns():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (the tests run as root here and in CI)")
-    name = "kn-disc-" + uuid.uuid4().hex[:6]
-    _ip("netns", "add", name)
-    state = {"name": name, "boards": [], "procs": []}
-    try:
-        _ip("-n", name, "link", "set", "lo", "up")
-        _ip("-n", name, "link", "set", "lo", "multicast", "on")
-        _ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "lo")
-        yield state
-    finally:
-        for b in state["boards"]:
-            b.stop()
-        for p in state["procs"]:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
-
-
 def _firmware_version() -> str:
     text = (ROOT / "firmware" / "node" / "runtime.py").read_text()
     return re.search(r'^FIRMWARE = "([^"]+)"', text, re.M).group(1)
-
-
-def _wait_running(b, timeout: float = WAIT) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if "running at" in b.console():
-            return
-        if b.proc is not None and b.proc.poll() is not None:
-            pytest.fail(f"{b.kind} node stopped ({b.proc.returncode}):\n{b.console()[-3000:]}")
-        time.sleep(0.05)
-    pytest.fail(f"{b.kind} node did not boot within {timeout} s:\n{b.console()[-3000:]}")
 
 
 def test_zeroconf_discovers_every_device_type(netns, tmp_path):
@@ -199,7 +127,7 @@ def test_zeroconf_discovers_every_device_type(netns, tmp_path):
         b.kind = kind
         netns["boards"].append(b)
         # The world's socket in the namespace, where the node can reach it.
-        b.server = _setns_thread(ns, lambda b=b: WorldServer(b.world))
+        b.server = setns_thread(ns, lambda b=b: WorldServer(b.world))
         b.start()
         expected[f"{name}.{SERVICE}"] = {
             "port": cfg["port"],
@@ -215,7 +143,7 @@ def test_zeroconf_discovers_every_device_type(netns, tmp_path):
             },
         }
     for b in netns["boards"]:
-        _wait_running(b)
+        wait_running(b)
         assert "mDNS unavailable" not in b.console(), b.console()[-2000:]
 
     # Started after the nodes' announcements: it finds them by asking, as a gateway does.

@@ -10,6 +10,7 @@ from kithnet.protocol import (
     keys,
     messages,
     model,
+    ota,
     replay,
     retransmit,
     session,
@@ -296,14 +297,14 @@ VALID = {
     M.CONFIG: {M.REF: 4, M.CODE: 0, M.CFG_VALUES: {"interval": 30}},
     M.TIME: {M.T_UNIX: 1_700_000_000, M.T_OFFSET: -3600, M.REF: 9},
     M.OTA_OFFER: {
-        M.OTA_VERSION: "1.3.0",
-        M.OTA_SIZE: 300_000,
-        M.OTA_SHA256: bytes(32),
-        M.OTA_CHUNK_SIZE: 512,
-        M.OTA_BUNDLE: "app",
+        ota.VERSION: "1.3.0",
+        ota.SIZE: 300_000,
+        ota.SHA256: bytes(32),
+        ota.CHUNK_SIZE: 512,
+        ota.BUNDLE: "app",
     },
-    M.OTA_CHUNK: {M.OTA_OFFSET: 0, M.OTA_DATA: b"\x00" * 512},
-    M.OTA_STATUS: {M.REF: 1, M.CODE: 0, M.OTA_STATE: M.OTA_RECEIVING, M.OTA_NEXT: 512},
+    M.OTA_CHUNK: {ota.OFFSET: 0, ota.DATA: b"\x00" * 512},
+    M.OTA_STATUS: {M.REF: 1, M.CODE: 0, ota.STATE: ota.RECEIVING, ota.NEXT: 512},
 }
 
 WRONG = {

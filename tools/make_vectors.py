@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from kithnet.protocol import errors as E
-from kithnet.protocol import frame, keys, messages, model, session
+from kithnet.protocol import frame, keys, messages, model, ota, session
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "protocol" / "vectors"
@@ -694,14 +694,14 @@ CONVERSATION = [
     ("time-request", M.TIME, {}, True, None, UP),
     ("time-answer", M.TIME, {M.T_UNIX: UNIX_TIME, M.T_OFFSET: 3600, M.REF: 7}, False, None, DOWN),
     ("ota-offer", M.OTA_OFFER,
-     {M.OTA_VERSION: "0.2.0", M.OTA_SIZE: 131072,
-      M.OTA_SHA256: hashlib.sha256(b"kithnet firmware 0.2.0").digest(), M.OTA_CHUNK_SIZE: 512},
+     {ota.VERSION: "0.2.0", ota.SIZE: 131072,
+      ota.SHA256: hashlib.sha256(b"kithnet firmware 0.2.0").digest(), ota.CHUNK_SIZE: 512},
      True, None, DOWN),
-    ("ota-status", M.OTA_STATUS, {M.REF: 9, M.CODE: 0, M.OTA_STATE: M.OTA_RECEIVING, M.OTA_NEXT: 0},
+    ("ota-status", M.OTA_STATUS, {M.REF: 9, M.CODE: 0, ota.STATE: ota.RECEIVING, ota.NEXT: 0},
      False, None, UP),
-    ("ota-chunk", M.OTA_CHUNK, {M.OTA_OFFSET: 0, M.OTA_DATA: bytes(range(64))}, True, None, DOWN),
+    ("ota-chunk", M.OTA_CHUNK, {ota.OFFSET: 0, ota.DATA: bytes(range(64))}, True, None, DOWN),
     ("ota-status-next", M.OTA_STATUS,
-     {M.REF: 10, M.CODE: 0, M.OTA_STATE: M.OTA_RECEIVING, M.OTA_NEXT: 64}, False, None, UP),
+     {M.REF: 10, M.CODE: 0, ota.STATE: ota.RECEIVING, ota.NEXT: 64}, False, None, UP),
     ("report-aged", M.REPORT, {1: 2100, 2: 5000, M.AGE: 300}, False, None, UP),
     ("error-sealed", M.ERROR, {M.CODE: E.UNKNOWN_TYPE, M.REF: 10, M.TEXT: "unknown type 99"},
      False, None, DOWN),

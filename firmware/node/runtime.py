@@ -12,6 +12,7 @@
 
 import gc
 import select
+import sys
 import time
 
 from protocol import messages as M
@@ -295,5 +296,12 @@ def main():
     """Build the node at power-on (start.py, dropped once it is built), then run it."""
     node = __import__("node.start", None, None, ["node"]).node()
     unload("node.start", "node.setup", "node.config")
-    if node is not None:
+    if node is None:
+        return
+    try:
         node.run()
+    except Exception as e:  # a bug or a MemoryError: a node must not stop at a REPL
+        sys.print_exception(e)
+        print("node: crashed; restarting")
+        time.sleep(1)
+        hal.reset()

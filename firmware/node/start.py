@@ -13,6 +13,7 @@ import sys
 from protocol import cbor
 from protocol.errors import ProtocolError
 
+from . import unload
 from .runtime import FIRMWARE, Node, hal
 
 
@@ -51,6 +52,7 @@ def node():
     if plan.get("cause") is not None:  # the reset right after planning is not news
         n.reboot = plan.pop("cause")
         store.put("boot", cbor.dumps(plan))
+    _intern_handshake()
     try:
         network(n, plan)
         apply(n, plan)
@@ -60,6 +62,18 @@ def node():
             sys.exit(2)
         return None
     return n
+
+
+def _intern_handshake():
+    """Load the handshake's code once now, and drop it.
+
+    Its names stay interned, so no later handshake adds any: a handshake months into a
+    node's life, on a fragmented heap, would otherwise be what makes the interpreter grow
+    its table of names (several KB in one piece) and fail with MemoryError.
+    """
+    for name in ("node.handshake", "protocol.keys"):
+        __import__(name)
+    unload("node.handshake", "protocol.keys", "protocol.kdf")
 
 
 def _full(cfg, store=None, digest=None):
