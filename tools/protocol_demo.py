@@ -1,9 +1,10 @@
-"""The protocol demo: a real MicroPython node and a CPython peer speaking kithnet v1.
+"""The protocol demo (`kithnet demo --protocol`): a minimal MicroPython node and a CPython
+peer speaking kithnet v1, frame by frame.
 
-Until the gateway exists this is what `make demo` runs. The peer plays the gateway's
-part of the handshake, prints each sealed report as a person reads it, and toggles the
-node's switch every few seconds with a confirmable command that is retransmitted until
-the node's result arrives.
+`kithnet demo` runs the real gateway and firmware; this one shows the wire underneath. The
+peer plays the gateway's part of the handshake, prints each sealed report with its size as
+a person reads it, and toggles the node's switch every few seconds with a confirmable
+command that is retransmitted until the node's result arrives.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def run(seconds: float | None = None, toggle_every: float = 4.0) -> int:
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.1)
     port = sock.getsockname()[1]
-    print("kithnet protocol demo: the gateway is not built yet, so a CPython peer plays its part.")
+    print("kithnet protocol demo: a CPython peer plays the gateway's part, frame by frame.")
     print(
         f"peer on udp://127.0.0.1:{port}; starting a MicroPython node "
         "(-X heapsize=110k). Ctrl-C stops."
