@@ -278,15 +278,23 @@ def _writer(path: str, conn: Connection) -> None:
             if item is not None and item[1] == "rows":
                 n += len(item[2])
         results = []
-        # All the batch's history rows in one statement, in index order: neighbours in
-        # the (node, cap, ts) index are written together, a page at a time.
-        rows = sorted(r for it in batch if it is not None and it[1] == "rows" for r in it[2])
         try:
             db.execute("BEGIN")
-            db.executemany("INSERT INTO history (node, cap, ts, value) VALUES (?,?,?,?)", rows)
+            # Runs of history rows go in as one statement each, in index order: neighbours
+            # in the (node, cap, ts) index are written together, a page at a time. Any
+            # other operation ends a run, so a checkpoint covers exactly the rows before it.
+            rows: list[Row] = []
             for it in batch:
-                if it is not None:
-                    results.append((it[0], _apply(db, it[1], it[2])))
+                if it is None:
+                    continue
+                if it[1] == "rows":
+                    rows += it[2]
+                    results.append((it[0], None))
+                    continue
+                _insert(db, rows)
+                rows = []
+                results.append((it[0], _apply(db, it[1], it[2])))
+            _insert(db, rows)
             db.execute("COMMIT")
             answer = (True, results)
         except sqlite3.Error as e:
@@ -302,6 +310,12 @@ def _writer(path: str, conn: Connection) -> None:
         if batch[-1] is None:
             db.close()
             return
+
+
+def _insert(db: sqlite3.Connection, rows: list[Row]) -> None:
+    if rows:
+        rows.sort()
+        db.executemany("INSERT INTO history (node, cap, ts, value) VALUES (?,?,?,?)", rows)
 
 
 def _apply(db: sqlite3.Connection, op: str, arg: Any) -> Any:
