@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from .errors import CommandError
 from .openapi import OPENAPI
 
 log = logging.getLogger(__name__)
@@ -131,12 +132,8 @@ def _facade():
         raise ApiError(404, "not_found", str(e.args[0]) if e.args else "not found") from None
     except ValueError as e:
         raise ApiError(400, "bad_request", str(e)) from None
-    except Exception as e:
-        from .service import CommandError  # here: service imports this module
-
-        if isinstance(e, CommandError):
-            raise ApiError(e.status, _code(e.status), e.reason) from None
-        raise
+    except CommandError as e:
+        raise ApiError(e.status, _code(e.status), e.reason) from None
 
 
 # -- request checking ----------------------------------------------------------------------

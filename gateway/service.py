@@ -28,6 +28,7 @@ from kithnet import __version__
 from .bus import Bus, Event
 from .config import GatewayConfig
 from .devices import Device, display, parse
+from .errors import CommandError
 from .sessions import Sessions
 from .store import Row, Store
 
@@ -37,15 +38,6 @@ _AGE = M.AGE
 _DUE = M.DUE
 _BACKLOG = 200_000  # rows handed to the store and not yet committed: stop reading above
 _AWAKE_S = 2.0  # a sleepy node is awake this long after its last frame (it sleeps once acked)
-
-
-class CommandError(Exception):
-    """A command that cannot be carried out; status is the HTTP status that says why."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class Gateway:
@@ -181,7 +173,9 @@ class Gateway:
         for num, cap, value, ts in self.store.load_state():
             dev = by_num.get(num)
             if dev is not None:
-                dev.state[cap] = (value, ts)
+                old = dev.state.get(cap)
+                if old is None or old[1] <= ts:  # the newest reading wins
+                    dev.state[cap] = (value, ts)
 
     async def _import_keys(self, path: Path) -> None:
         """Adopt the nodes of a provisioning file (JSON lines: id, key, name, type, room)."""
@@ -248,6 +242,10 @@ class Gateway:
             if getattr(dev, attr) != val:
                 setattr(dev, attr, val)
                 changed = True
+        name = body.get(M.H_NAME)
+        if isinstance(name, str) and name.strip() and dev.name == _placeholder(dev.node_id):
+            dev.name = name.strip()  # adopted without a name: the one its config.json gives
+            changed = True
         if dev.type is None and _type_of(dev.model):
             dev.type = _type_of(dev.model)
             changed = True
@@ -410,7 +408,7 @@ class Gateway:
             num=0,
             node_id=node_id,
             key=key,
-            name=name or f"node-{node_id.hex()[:6]}",
+            name=name or _placeholder(node_id),
             room=room,
             type=type_,
             added=time.time(),
@@ -493,6 +491,10 @@ class Gateway:
         if name is not None:
             if not isinstance(name, str) or not name.strip():
                 raise ValueError("name must be non-empty text")
+            taken = [d for d in self.devices_by_id.values() if d is not dev
+                     and d.name.lower() == name.strip().lower()]  # fmt: skip
+            if taken:
+                raise ValueError(f"the name {name.strip()!r} is taken by {taken[0].hex}")
             dev.name = name.strip()
         if room is not None:
             if not isinstance(room, str):
@@ -623,6 +625,10 @@ class Gateway:
         out.pop("status", None)
         out.pop("version", None)
         return out
+
+
+def _placeholder(node_id: bytes) -> str:
+    return f"node-{node_id.hex()[:6]}"
 
 
 def _type_of(model_name: Any) -> str | None:

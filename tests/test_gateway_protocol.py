@@ -29,12 +29,14 @@ class Node:
         data, _ = self.sock.recvfrom(2048)
         return frame.parse(data), data
 
-    def handshake(self) -> None:
+    def handshake(self, name: str | None = None) -> None:
         hello = {
             M.H_NODE: self.id, M.H_NONCE: os.urandom(8), M.H_PROTO: 1,
             M.H_MODEL: "kithnet-sensor", M.H_FW: "0.1.0",
             M.H_CAPS: {1: model.TEMPERATURE, 2: model.HUMIDITY}, M.H_REBOOT: 0, M.DUE: 60,
         }  # fmt: skip
+        if name:
+            hello[M.H_NAME] = name
         msg, data = session.hello_frame(hello)
         self.sock.sendto(data, self.addr)
         p, chal = self.recv()
@@ -126,3 +128,38 @@ def test_an_unknown_node_is_pending_and_told_so(gw):
     assert [(x["id"], x["name"], x["type"]) for x in pend] == [(node.id.hex(), "Garage", "plug")]
     time.sleep(0.1)
     assert any(e.kind == "pending" and e.node == node.id.hex() for e in gw.events)
+
+
+def test_liveness_follows_the_promised_next_report(gw):
+    node = Node(gw)
+    gw.call(gw.gw.adopt, node.id.hex(), node.key.hex(), "Probe")
+    node.handshake()
+    _, data = node.sess.seal(M.REPORT, {1: 2000, M.DUE: 330}, True)  # a sleeper: 5.5 min
+    node.sock.sendto(data, node.addr)
+    assert node.ack() is not None
+    dev = gw.gw.devices_by_id[node.id]
+    # On schedule: still available however long it sleeps within its promise.
+    assert gw.call(lambda: dev.due_at - time.monotonic()) > 330
+    gw.call(gw.gw._liveness)
+    assert gw.device("Probe")["online"]
+    # Its promise runs out (as if 1.5 x 330 s + 10 s had passed): offline, with the reason.
+    gw.call(lambda: setattr(dev, "due_at", time.monotonic() - 1))
+    gw.call(gw.gw._liveness)
+    d = gw.device("Probe")
+    assert not d["online"] and d["reason"].startswith("no report for")
+    assert [e.data for e in gw.events if e.kind == "availability"][-1]["online"] is False
+    # Its next report brings it back.
+    node.report(2100)
+    assert node.ack() is not None
+    assert gw.wait(lambda: gw.gw.device("Probe")["online"])
+
+
+def test_a_node_adopted_without_a_name_takes_its_own_and_names_stay_unique(gw):
+    a, b = Node(gw), Node(gw)
+    gw.call(gw.gw.adopt, a.id.hex(), a.key.hex())  # no name: a placeholder until its hello
+    gw.call(gw.gw.adopt, b.id.hex(), b.key.hex(), "Porch")
+    a.handshake(name="Hall sensor")
+    assert gw.device(a.id.hex())["name"] == "Hall sensor"
+    with pytest.raises(ValueError, match="taken"):
+        gw.call(gw.gw.update, "Porch", name="hall SENSOR")
+    assert gw.call(gw.gw.update, "Porch", name="Porch light")["name"] == "Porch light"
