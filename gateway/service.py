@@ -36,6 +36,7 @@ log = logging.getLogger("kithnet.gateway")
 
 _AGE = M.AGE
 _DUE = M.DUE
+_REPORT = M.REPORT
 _BACKLOG = 200_000  # rows handed to the store and not yet committed: stop reading above
 _AWAKE_S = 2.0  # a sleepy node is awake this long after its last frame (it sleeps once acked)
 
@@ -278,7 +279,7 @@ class Gateway:
     def on_message(
         self, dev: Device, mtype: int, body: dict, addr: tuple, ack: Callable[[], None] | None
     ) -> None:
-        if mtype == M.REPORT:
+        if mtype == _REPORT:
             self._report(dev, body, addr, ack)
         elif mtype == M.EVENT:
             self._event(dev, body, addr, ack)

@@ -29,6 +29,8 @@ M = messages
 
 _CONFIRM_WAIT_S = 60.0  # a challenge not confirmed by then is forgotten
 _BATCH = 512  # datagrams handled per wake-up of the socket
+_ANSWERS = frozenset((M.RESULT, M.CONFIG, M.PONG, M.ACK, M.ERROR, M.TIME))  # answer our requests
+_REF = M.REF
 _PLAIN_ERROR_GAP_S = 1.0  # unauthenticated error replies: at most one per second per address
 
 
@@ -248,7 +250,7 @@ class Sessions:
         if s is not dev.session:
             self._drop("stale-session", dev.node_id, "a frame of a replaced session")
             return
-        if mtype in (M.RESULT, M.CONFIG, M.PONG, M.ACK, M.ERROR, M.TIME) and M.REF in body:
+        if mtype in _ANSWERS and _REF in body:
             self._answered(s, body[M.REF], mtype, body)
             if mtype != M.TIME or not con:
                 return
