@@ -114,8 +114,8 @@ class Device:
         self.reason = reason
         return changed
 
-    def seen(self, addr: tuple, due_s: int | None) -> None:
-        self.last_seen = time.time()
+    def seen(self, addr: tuple, due_s: int | None, now: float | None = None) -> None:
+        self.last_seen = time.time() if now is None else now
         self.addr = addr
         if due_s is not None:
             # Late by more than half the promised interval (and 10 s) is late.
@@ -123,7 +123,8 @@ class Device:
 
 
 def shower(cap: model.Capability) -> Any:
-    """display(cap, ·) as one cheap function, made once per capability for the hot path."""
+    """display(cap, ·) as one cheap function, made once per capability for the hot path
+    (numbers as model.to_number makes them, with the power of ten taken once)."""
     if cap.vtype == model.BOOL:
         return bool
     if cap.choices and cap.vtype in (model.ENUM, model.EVENT):
@@ -144,11 +145,7 @@ def _same(v: Any) -> Any:
 
 def display(cap: model.Capability, wire: Any) -> Any:
     """A wire value as a person reads it: a bool, a number in the kind's unit, or a label."""
-    if cap.vtype == model.BOOL:
-        return bool(wire)
-    if cap.choices and cap.vtype in (model.ENUM, model.EVENT):
-        return cap.choices.get(wire, wire)
-    return model.to_number(cap, wire)
+    return shower(cap)(wire)
 
 
 def parse(cap: model.Capability, value: Any) -> Any:

@@ -139,7 +139,10 @@ class Gateway:
         self._flush()
         self._checkpoint()
         if self.store is not None:
-            await self.store.flush()  # and the acks of what it held go out now
+            try:
+                await self.store.flush()  # and the acks of what it held go out now
+            except RuntimeError as e:
+                log.error("stopping without the last writes: %s", e)
             await asyncio.sleep(0)
         self.sessions.detach()
         if self.store is not None:
@@ -296,11 +299,7 @@ class Gateway:
         now = time.time()
         age = body.get(_AGE)
         ts = now - age if age else now
-        dev.last_seen = now
-        dev.addr = addr
-        due = body.get(_DUE)
-        if due is not None:  # late by more than half the promised interval (and 10 s)
-            dev.due_at = time.monotonic() + due * 1.5 + 10
+        dev.seen(addr, body.get(_DUE), now)
         if not dev.online:
             self._available(dev, True, "reporting")
         shows = dev.shows

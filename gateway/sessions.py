@@ -46,12 +46,11 @@ class Owner(Protocol):
 
 
 class Request:
-    __slots__ = ("dev", "fut", "sid")
+    __slots__ = ("dev", "fut")
 
-    def __init__(self, dev: Device, fut: asyncio.Future, sid: int) -> None:
+    def __init__(self, dev: Device, fut: asyncio.Future) -> None:
         self.dev = dev
         self.fut = fut
-        self.sid = sid
 
 
 class Sessions:
@@ -275,7 +274,7 @@ class Sessions:
         seq, data = s.seal(mtype, body, True)
         fut = asyncio.get_running_loop().create_future()
         key = (s.sid, seq)
-        self.requests[key] = Request(dev, fut, s.sid)
+        self.requests[key] = Request(dev, fut)
         self.pending.add(key, data, _ms(), random.getrandbits(16))
         self.send(data, dev.addr)
         try:

@@ -86,11 +86,12 @@ class Store:
         self._proc: subprocess.Popen | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next = 0
-        self._waiting: dict[int, tuple[int, Callable[[Any], None] | None]] = {}
+        self._waiting: dict[int, tuple[int, Any, Any]] = {}  # id -> (rows, done, failed)
         self.rows_written = 0
         self.batches = 0
         self.errors = 0
         self.backlog = 0  # rows handed over and not yet committed
+        self._closing = False
 
     # -- at start (loop thread, before the writer runs) ------------------------------
 
@@ -132,13 +133,25 @@ class Store:
 
     # -- writes (loop thread) ----------------------------------------------------------
 
-    def _send(self, op: str, arg: Any, rows: int, done: Callable[[Any], None] | None) -> None:
-        self._next += 1
-        self._waiting[self._next] = (rows, done)
-        self.backlog += rows
+    def _send(
+        self,
+        op: str,
+        arg: Any,
+        rows: int,
+        done: Callable[[Any], None] | None,
+        failed: Callable[[str], None] | None = None,
+    ) -> None:
+        """Hand an operation to the writer: done(result) after its commit; failed(why)
+        if its transaction fails or the writer dies first (an ack is simply not sent)."""
         if self._conn is None:
             raise RuntimeError("the store is not running")
-        self._conn.send((self._next, op, arg))  # blocks only when the writer is far behind
+        self._next += 1
+        self._waiting[self._next] = (rows, done, failed)
+        self.backlog += rows
+        try:
+            self._conn.send((self._next, op, arg))  # blocks only when the writer is far behind
+        except OSError:
+            self._lost()  # the writer died: this operation fails with what it held
 
     def write(self, rows: list[Row], done: list[Callable[[], None]] | None = None) -> None:
         """History rows. The state they imply is written by checkpoint(), not per row."""
@@ -161,7 +174,12 @@ class Store:
     async def flush(self) -> None:
         """Wait until everything handed over so far is committed."""
         fut = asyncio.get_running_loop().create_future()
-        self._send("flush", None, 0, lambda _: fut.done() or fut.set_result(None))
+
+        def failed(why: str) -> None:
+            if not fut.done():
+                fut.set_exception(RuntimeError(f"the store could not write: {why}"))
+
+        self._send("flush", None, 0, lambda _: fut.done() or fut.set_result(None), failed)
         await fut
 
     def _answers(self) -> None:
@@ -172,15 +190,16 @@ class Store:
                 ok, results = conn.recv()
                 self.batches += 1
                 for i, res in results:
-                    rows, done = self._waiting.pop(i, (0, None))
+                    rows, done, failed = self._waiting.pop(i, (0, None, None))
                     self.backlog -= rows
                     if ok:
                         self.rows_written += rows
-                        if done is not None:
-                            try:
-                                done(res)
-                            except Exception:
-                                log.exception("store callback failed")
+                    callback = done if ok else failed
+                    if callback is not None:
+                        try:
+                            callback(res)
+                        except Exception:
+                            log.exception("store callback failed")
                 if not ok:
                     self.errors += 1
                     log.error(
@@ -199,12 +218,13 @@ class Store:
             self._conn = None
         if self._waiting:
             log.error("the store writer stopped; %d batches unacknowledged", len(self._waiting))
+        waiting, self._waiting = self._waiting, {}
         self.backlog = 0
-        self._waiting.clear()
+        for _, _, failed in waiting.values():
+            if failed is not None:
+                failed("the writer process stopped")
         if self._loop is not None and not self._closing:
             self.start(self._loop)
-
-    _closing = False
 
     def close(self) -> None:
         self._closing = True

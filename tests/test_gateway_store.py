@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 import time
 
+import pytest
 from kithnet.gateway.store import Store
 
 
@@ -59,3 +60,37 @@ def test_retention_and_down_sampling(tmp_path):
     with sqlite3.connect(path) as db:
         got = sorted(db.execute("SELECT ts, value, agg FROM history"))
     assert got == [(float(bucket0), 104.5, 10), (now - 60, 500, 0)]
+
+
+def test_a_failed_write_is_not_acknowledged_and_the_store_goes_on(tmp_path):
+    async def go() -> None:
+        st = Store(tmp_path / "k.db")
+        st.start(asyncio.get_running_loop())
+        acked: list[str] = []
+        st.write([(1, 5, time.time())], [lambda: acked.append("bad")])  # a row lacking a value
+        with pytest.raises(RuntimeError, match="could not write"):
+            await st.flush()  # in the same transaction: it fails with it
+        st.write([(1, 5, time.time(), 7)], [lambda: acked.append("good")])
+        await st.flush()
+        assert acked == ["good"] and st.errors == 1 and st.backlog == 0
+        st.close()
+
+    _run(go())
+
+
+def test_the_writer_process_dying_fails_what_it_held_and_a_new_one_takes_over(tmp_path):
+    async def go() -> None:
+        st = Store(tmp_path / "k.db")
+        st.start(asyncio.get_running_loop())
+        first = st._proc
+        first.kill()
+        first.wait()
+        with pytest.raises(RuntimeError, match="writer process stopped"):
+            await st.flush()
+        acked: list[str] = []
+        st.write([(1, 5, time.time(), 7)], [lambda: acked.append("after")])
+        await st.flush()
+        assert acked == ["after"] and st._proc is not first
+        st.close()
+
+    _run(go())
