@@ -1,0 +1,39 @@
+"""bench/ble_adv.py --quick: bytes per advertisement from the real codec against BTHome v2,
+and the gateway's scanner path against a reference from the same run; figures are sane,
+never judged against time goals (the machine is shared)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRED = ("adv_bytes_1", "adv_bytes_2", "adv_bytes_3", "bthome_bytes_1", "bthome_bytes_2",
+            "bthome_bytes_3", "scanner_adv_per_s", "reference_adv_per_s", "ratio")  # fmt: skip
+
+
+def test_ble_adv_quick_reports_every_figure():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ble_adv.py"), "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) > 5, "tables come before the JSON line"
+    result = json.loads(lines[-1])
+    for key in REQUIRED:
+        assert key in result, key
+    # SPEC 13 and the BTHome v2 format, exactly: one to three readings fit 31 bytes.
+    assert [result[f"adv_bytes_{n}"] for n in (1, 2, 3)] == [24, 28, 31]
+    assert [result[f"bthome_bytes_{n}"] for n in (1, 2, 3)] == [19, 22, 24]
+    # Every advertisement went through bleak's callback into the state path, none refused.
+    assert result["complete"] and result["accepted"] == result["advertisements"]
+    assert not result["dropped"]
+    assert result["scanner_adv_per_s"] > 0 and result["reference_adv_per_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["scanner_adv_per_s"] / result["reference_adv_per_s"], rel=0.01
+    )
