@@ -23,12 +23,13 @@ from aiohttp import WSCloseCode, web
 
 from .errors import CommandError
 from .openapi import OPENAPI
+from .ota_bundle import MAX_BUNDLE
 
 log = logging.getLogger(__name__)
 
 PUBLIC = frozenset({"/api/health", "/api/openapi.json"})  # no token needed
 WS_PATH = "/api/ws"
-EVENT_TYPES = frozenset({"state", "event", "availability", "device", "pending"})
+EVENT_TYPES = frozenset({"state", "event", "availability", "device", "pending", "ota", "firmware"})
 HEARTBEAT_S = 20.0  # WebSocket ping interval; a peer that stops answering is closed
 HISTORY_MAX = 100_000
 _NODE_ID = re.compile(r"[0-9a-fA-F]{16}")
@@ -310,6 +311,84 @@ async def add_device(request: web.Request) -> web.Response:
     return await _adopt(request, node_id, data)
 
 
+# -- updates over the air (gateway/ota.py) -------------------------------------------------
+
+
+def _flag(request: web.Request, data: dict[str, Any], name: str) -> bool:
+    """A JSON field true/false, else the query's 1/true/yes (anything else is false)."""
+    if name not in data:
+        return request.query.get(name, "").lower() in ("1", "true", "yes")
+    if not isinstance(data[name], bool):
+        raise ApiError(400, "bad_request", f"field {name!r} must be true or false")
+    return data[name]
+
+
+async def _bundle_body(request: web.Request, fields: set[str]) -> tuple[bytes | str, dict]:
+    """The bundle as the request body (application/octet-stream, the other settings in the
+    query), or a JSON object whose "path" names a bundle file on the gateway's machine."""
+    if request.content_type == "application/json":
+        data = await _body(request, {"path", *fields})
+        return _text(data, "path", required=True) or "", data
+    if request.content_type != "application/octet-stream":
+        reason = 'send the bundle as application/octet-stream, or JSON {"path": ...}'
+        raise ApiError(415, "unsupported_media_type", reason)
+    raw = bytearray()
+    async for piece in request.content.iter_chunked(1 << 16):
+        raw += piece
+        if len(raw) > MAX_BUNDLE:
+            raise ApiError(413, "too_large", f"a bundle holds at most {MAX_BUNDLE} bytes")
+    return bytes(raw), {}
+
+
+async def start_ota(request: web.Request) -> web.Response:
+    bundle, data = await _bundle_body(request, {"force"})
+    force = _flag(request, data, "force")
+    ref = request.match_info["ref"]
+    with _facade():
+        job = await _gw(request).ota(ref, bundle, force=force)
+    return web.json_response(job, status=202, headers={"Location": request.path})
+
+
+async def get_ota(request: web.Request) -> web.Response:
+    with _facade():
+        return web.json_response(_gw(request).ota_status(request.match_info["ref"]))
+
+
+async def cancel_ota(request: web.Request) -> web.Response:
+    with _facade():
+        return web.json_response(await _gw(request).ota_cancel(request.match_info["ref"]))
+
+
+async def start_rollout(request: web.Request) -> web.Response:
+    bundle, data = await _bundle_body(request, {"force", "type", "devices"})
+    force = _flag(request, data, "force")
+    type_ = data.get("type", request.query.get("type"))
+    refs = data.get("devices", request.query.get("devices"))
+    if isinstance(refs, str):
+        refs = [r for r in refs.split(",") if r]
+    if type_ is not None and not isinstance(type_, str):
+        raise ApiError(400, "bad_request", "field 'type' must be a string")
+    if refs is not None and not (isinstance(refs, list) and all(isinstance(r, str) for r in refs)):
+        raise ApiError(400, "bad_request", "field 'devices' must be a list of names or ids")
+    with _facade():
+        r = await _gw(request).ota_rollout(bundle, type_, refs, force=force)
+    return web.json_response(r, status=202, headers={"Location": request.path})
+
+
+async def get_rollout(request: web.Request) -> web.Response:
+    with _facade():
+        return web.json_response(_gw(request).ota_rollout_status())
+
+
+async def cancel_rollout(request: web.Request) -> web.Response:
+    with _facade():
+        return web.json_response(await _gw(request).ota_rollout_cancel())
+
+
+async def get_firmware(request: web.Request) -> web.Response:  # the firmware shelf
+    return web.json_response(await _gw(request).firmware_list())
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """Every bus event as one JSON text message, in publish order.
 
@@ -386,6 +465,13 @@ def make_app(gw: Any, token: str) -> web.Application:
     r.add_get("/api/devices/{ref}/history/{cap}", history, allow_head=False)
     r.add_get("/api/pending", list_pending, allow_head=False)
     r.add_post("/api/pending/{id}/adopt", adopt_pending)
+    r.add_post("/api/devices/{ref}/ota", start_ota)  # OTA
+    r.add_get("/api/devices/{ref}/ota", get_ota, allow_head=False)
+    r.add_delete("/api/devices/{ref}/ota", cancel_ota)
+    r.add_post("/api/ota", start_rollout)
+    r.add_get("/api/ota", get_rollout, allow_head=False)
+    r.add_delete("/api/ota", cancel_rollout)
+    r.add_get("/api/firmware", get_firmware, allow_head=False)  # the firmware shelf
     r.add_get(WS_PATH, websocket, allow_head=False)
     return app
 

@@ -56,14 +56,18 @@ class Client:
         if self._session is not None:
             await self._session.close()
 
-    async def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
-        """The decoded JSON answer (None for 204); raises Unreachable or ApiError."""
+    async def request(
+        self, method: str, path: str, body: Any = None, data: bytes | None = None, **query: Any
+    ) -> Any:
+        """The decoded JSON answer (None for 204); raises Unreachable or ApiError. `data`
+        is sent as application/octet-stream instead of `body` as JSON."""
         assert self._session is not None, "use the client as `async with`"
         params = {k: str(v) for k, v in query.items() if v is not None}
+        send: dict[str, Any] = {"json": body}
+        if data is not None:
+            send = {"data": data, "headers": {"Content-Type": "application/octet-stream"}}
         try:
-            async with self._session.request(
-                method, self.url + path, json=body, params=params
-            ) as r:
+            async with self._session.request(method, self.url + path, params=params, **send) as r:
                 text = await r.text()
                 status = r.status
         except aiohttp.ClientConnectorError as e:
@@ -132,6 +136,34 @@ class Client:
         """Adopt a node, pending or not yet seen (POST /api/devices)."""
         body = {"id": node_id, "key": key, "name": name, "room": room}
         return await self.request("POST", "/api/devices", {k: v for k, v in body.items() if v})
+
+    # OTA: updates over the air
+    async def ota(self, ref: str, bundle: bytes, force: bool = False) -> dict:
+        """Start updating a node with a bundle's bytes; the job's status."""
+        path = f"/api/devices/{_seg(ref)}/ota"
+        return await self.request("POST", path, data=bundle, force="true" if force else None)
+
+    async def ota_status(self, ref: str) -> dict:
+        return await self.request("GET", f"/api/devices/{_seg(ref)}/ota")
+
+    async def ota_cancel(self, ref: str) -> dict:
+        return await self.request("DELETE", f"/api/devices/{_seg(ref)}/ota")
+
+    async def rollout(
+        self,
+        bundle: bytes,
+        type_: str | None = None,
+        devices: list[str] | None = None,
+        force: bool = False,
+    ) -> dict:
+        """Update every device of a type (or these, in order), one at a time."""
+        return await self.request(
+            "POST", "/api/ota", data=bundle, type=type_,
+            devices=",".join(devices) if devices else None, force="true" if force else None,
+        )  # fmt: skip
+
+    async def rollout_status(self) -> dict:
+        return await self.request("GET", "/api/ota")
 
     async def events(self, types: list[str] | None = None) -> AsyncIterator[dict]:
         """Connect to the event WebSocket; then iterate its events (dicts) until it closes.

@@ -40,6 +40,19 @@ class GatewayConfig:
     downsample_s: int = 300  # ...into buckets of this many seconds
     command_timeout_s: float = 45.0  # a command unanswered this long fails (504)
     log_level: str = "info"
+    # -- BLE (gateway/ble/): off unless set --
+    ble: str | None = None  # "bluez" (bleak's platform backend) or "virtual:HOST:PORT"
+    # -- end BLE --
+    # -- MQTT hub (gateway/mqtt/settings.py): none without mqtt_url; flags --mqtt-url etc. --
+    mqtt_url: str | None = None  # mqtt://user:pass@host:port, or mqtts:// for TLS
+    mqtt_ca: str | None = None  # CA bundle for mqtts:// (None: the system's)
+    mqtt_cert: str | None = None  # client certificate for mqtts://
+    mqtt_key: str | None = None  # its key
+    mqtt_prefix: str = "kithnet"  # plain topic tree: PREFIX/<node>/<capability>
+    mqtt_discovery_prefix: str = "homeassistant"
+    mqtt_client_id: str | None = None  # None: the gateway id (DATA/gateway_id)
+    mqtt_queue_max: int = 100_000  # readings and events kept on disk while the broker is away
+    # -- end MQTT hub --
 
     @property
     def data_path(self) -> Path:
@@ -113,4 +126,10 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
             raise ConfigError(f"{port} must be 0..65535")
     if cfg.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {cfg.log_level!r}")
+    if cfg.ble and not (cfg.ble in ("bluez", "platform") or cfg.ble.startswith("virtual:")):
+        raise ConfigError(f'ble = {cfg.ble!r}: use "bluez" or "virtual:HOST:PORT"')  # BLE
+    if cfg.mqtt_url:  # MQTT hub: refuse a URL or file it could not use, by name
+        from .mqtt.settings import check
+
+        check(cfg)
     return cfg

@@ -41,6 +41,7 @@ class Device:
     hello: tuple | None = None  # (hello bytes, sid, challenge frame) awaiting its confirm
     by_name: dict[str, model.Capability] = field(default_factory=dict)
     shows: dict[int, tuple[str, Any]] = field(default_factory=dict)  # cid -> (name, to display)
+    ota: dict[str, Any] | None = None  # the latest update job's status (gateway/ota.py)
 
     @property
     def hex(self) -> str:
@@ -97,6 +98,7 @@ class Device:
             "address": f"{self.addr[0]}:{self.addr[1]}" if self.addr else None,
             "capabilities": caps,
             "state": self.state_json(),
+            "ota": self.ota,
         }
 
     def state_json(self) -> dict[str, Any]:

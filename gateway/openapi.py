@@ -44,6 +44,8 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+_EVENTS = ["state", "event", "availability", "device", "pending", "ota", "firmware", "dropped"]
+
 _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -94,6 +96,10 @@ _SCHEMAS: dict[str, Any] = {
             "address": _NULLSTR,
             "capabilities": {"type": "array", "items": _ref("Capability")},
             "state": _ref("State"),
+            "ota": {
+                "oneOf": [_ref("OtaJob"), {"type": "null"}],
+                "description": "the latest update job, if one was started",
+            },
         },
     },
     "Pending": {
@@ -187,12 +193,102 @@ _SCHEMAS: dict[str, Any] = {
         "description": "one WebSocket text message; the other fields depend on type",
         "required": ["type", "node", "ts"],
         "properties": {
-            "type": {"enum": ["state", "event", "availability", "device", "pending", "dropped"]},
+            "type": {"enum": _EVENTS},
             "node": {"type": "string", "description": "node id; empty for the gateway"},
             "ts": _NUM,
         },
         "additionalProperties": True,
     },
+}
+
+# OTA: updates over the air (gateway/ota.py)
+_OTA_STATES = ["waiting", "receiving", "installing", "trial", "confirmed", "failed", "cancelled"]
+_SCHEMAS["OtaJob"] = {
+    "type": "object",
+    "description": "one node's update, also the data of its ota events",
+    "required": ["state", "version", "offset", "size", "percent"],
+    "properties": {
+        "state": {
+            "enum": _OTA_STATES,
+            "description": "confirmed, failed (with error) and cancelled are final",
+        },
+        "version": _STR,
+        "from_version": _NULLSTR,
+        "offset": {"type": "integer", "description": "bytes the node has"},
+        "size": {"type": "integer", "description": "bytes of the bundle as sent"},
+        "percent": {"type": "integer"},
+        "resumed_from": {"type": ["integer", "null"], "description": "a transfer taken up again"},
+        "error": _NULLSTR,
+        "started": _NUM,
+        "finished": {"type": ["number", "null"]},
+    },
+}
+_SCHEMAS["Rollout"] = {
+    "type": "object",
+    "required": ["state", "version", "nodes", "results", "skipped"],
+    "properties": {
+        "state": {"enum": ["running", "confirmed", "failed", "cancelled"]},
+        "version": _STR,
+        "nodes": {"type": "array", "items": _STR, "description": "ids, in update order"},
+        "current": _NULLSTR,
+        "results": {"type": "object", "additionalProperties": _STR, "description": "id -> state"},
+        "skipped": {"type": "object", "additionalProperties": _STR, "description": "id -> why"},
+        "error": _NULLSTR,
+        "started": _NUM,
+        "finished": {"type": ["number", "null"]},
+    },
+}
+# The firmware shelf (gateway/firmware_shelf.py): bundles in DATA/firmware
+_SCHEMAS["Shelved"] = {
+    "type": "object",
+    "description": "a valid bundle on the firmware shelf",
+    "required": ["name", "version", "size", "mtime", "image", "files"],
+    "properties": {
+        "name": {**_STR, "description": "its file name in DATA/firmware"},
+        "version": _STR,
+        "size": {"type": "integer", "description": "bytes"},
+        "mtime": {**_NUM, "description": "when the file was written, unix seconds"},
+        "image": {"type": "boolean", "description": "an ESP32 application image"},
+        "files": {"type": "integer", "description": "files in the bundle (0 for an image)"},
+    },
+}
+_SCHEMAS["Firmware"] = {
+    "type": "object",
+    "required": ["path", "latest", "bundles"],
+    "properties": {
+        "path": {**_STR, "description": "the shelf's directory on the gateway's machine"},
+        "latest": {"oneOf": [_ref("Shelved"), {"type": "null"}], "description": "the newest"},
+        "bundles": {"type": "array", "items": _ref("Shelved"), "description": "newest first"},
+    },
+}
+_BUNDLE_BODY = {
+    "required": True,
+    "content": {
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"},
+            "description": "the bundle file (kithnet bundle); settings in the query",
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["path"],
+                "properties": {
+                    "path": {**_STR, "description": "a bundle file on the gateway's machine"},
+                    "force": {"type": "boolean"},
+                    "type": {**_STR, "description": "rollout: every device of this type"},
+                    "devices": {"type": "array", "items": _STR, "description": "rollout"},
+                },
+            }
+        },
+    },
+}
+_FORCE = {
+    "name": "force",
+    "in": "query",
+    "required": False,
+    "description": "send even a bundle the node runs or rolled back from",
+    "schema": {"type": "boolean"},
 }
 
 _RESPONSES = {
@@ -202,6 +298,8 @@ _RESPONSES = {
         401: "missing or wrong token",
         404: "unknown device, capability or endpoint",
         409: "the node refused the command in its current state",
+        413: "the body is too large",
+        415: "the body is not of a type this endpoint takes",
         503: "the node is not reachable now",
         504: "the node did not answer in time",
     }.items()
@@ -317,6 +415,64 @@ _PATHS: dict[str, Any] = {
             "requestBody": _body(_ref("Adopt")),
             "responses": {"201": _json(_ref("Device"), "adopted"), **_errors(400, 401, 404)},
         },
+    },
+    "/api/devices/{ref}/ota": {
+        "parameters": [_REF],
+        "post": {
+            "summary": "Update a node over the air with a bundle",
+            "parameters": [_FORCE],
+            "requestBody": _BUNDLE_BODY,
+            "responses": {
+                "202": _json(_ref("OtaJob"), "started; follow it here or by ota events"),
+                **_errors(400, 401, 404, 409, 413, 415),
+            },
+        },
+        "get": {
+            "summary": "The node's latest update",
+            "responses": {"200": _json(_ref("OtaJob"), "the job"), **_errors(401, 404)},
+        },
+        "delete": {
+            "summary": "Cancel the node's update (the node keeps what it has)",
+            "responses": {"200": _json(_ref("OtaJob"), "the job"), **_errors(401, 404)},
+        },
+    },
+    "/api/ota": {
+        "post": {
+            "summary": "Roll a bundle out to several nodes, one at a time",
+            "description": (
+                "The first node alone, each next one only after the one before confirmed, "
+                "none after a failure. Offline and sleepy nodes are skipped."
+            ),
+            "parameters": [
+                _FORCE,
+                _param("type", "query", "every device of this type", _STR),
+                _param("devices", "query", "comma-separated names or ids, in order", _STR),
+            ],
+            "requestBody": _BUNDLE_BODY,
+            "responses": {
+                "202": _json(_ref("Rollout"), "started"),
+                **_errors(400, 401, 404, 409, 413, 415),
+            },
+        },
+        "get": {
+            "summary": "The latest rollout",
+            "responses": {"200": _json(_ref("Rollout"), "the rollout"), **_errors(401, 404)},
+        },
+        "delete": {
+            "summary": "Stop the rollout (the node being updated keeps what it has)",
+            "responses": {"200": _json(_ref("Rollout"), "the rollout"), **_errors(401, 404)},
+        },
+    },
+    "/api/firmware": {
+        "get": {
+            "summary": "The firmware shelf: the bundles in DATA/firmware, newest first",
+            "description": (
+                "Listed afresh. Files that are not bundles are left out (the gateway logs "
+                "why, once). The MQTT update entity offers the newest to every node that "
+                "runs an older version."
+            ),
+            "responses": {"200": _json(_ref("Firmware"), "the shelf"), **_errors(401)},
+        }
     },
     "/api/ws": {
         "get": {

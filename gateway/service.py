@@ -29,6 +29,10 @@ from .bus import Bus, Event
 from .config import GatewayConfig
 from .devices import Device, display, parse
 from .errors import CommandError
+from .firmware_shelf import FirmwareShelf
+from .ota import Updates
+from .ota_bundle import Bundle, BundleError
+from .ota_bundle import parse as parse_bundle
 from .sessions import Sessions
 from .store import Row, Store
 
@@ -37,6 +41,7 @@ log = logging.getLogger("kithnet.gateway")
 _AGE = M.AGE
 _DUE = M.DUE
 _REPORT = M.REPORT
+SHELF_POLL_S = 1.0  # how often the firmware shelf's directory is looked at (one stat)
 _BACKLOG = 200_000  # rows handed to the store and not yet committed: stop reading above
 _AWAKE_S = 2.0  # a sleepy node is awake this long after its last frame (it sleeps once acked)
 
@@ -70,6 +75,10 @@ class Gateway:
         self._api = None
         self._discovery = None
         self._stopping = False
+        self.updates = Updates(self)  # OTA: update jobs and the rollout (gateway/ota.py)
+        self.firmware = FirmwareShelf(config.data_path / "firmware")  # OTA: bundles to offer
+        self.mqtt = None  # MQTT (gateway/mqtt/): an MqttHub when the `mqtt_url` setting is given
+        self.ble = None  # BLE (gateway/ble/): a BleTransport when the `ble` setting is given
 
     # -- life ------------------------------------------------------------------------
 
@@ -77,9 +86,15 @@ class Gateway:
         cfg = self.config
         data = cfg.data_path
         data.mkdir(parents=True, exist_ok=True)
+        self.firmware.path.mkdir(exist_ok=True)  # firmware shelf: where the user puts bundles
+        await asyncio.to_thread(self.firmware.scan)
         self.token = cfg.token or _token(data / "token")
         self.store = Store(data / "kithnet.db")
         self._load()
+        if cfg.ble:  # BLE: its replay windows come from the registry, before the writer runs
+            from .ble import BleTransport
+
+            self.ble = BleTransport(self, cfg.ble)
         loop = asyncio.get_running_loop()
         self.store.start(loop)
         if cfg.keys:
@@ -98,11 +113,21 @@ class Gateway:
             except OSError as e:
                 log.warning("DNS-SD unavailable (%s): nodes must be given this address", e)
                 self._discovery = None
+        if self.ble is not None:  # BLE: scanning; without an adapter the rest still runs
+            try:
+                await self.ble.start()
+            except Exception as e:
+                log.warning("BLE unavailable (%s): BLE nodes are not heard", e)
+        if cfg.mqtt_url:  # MQTT: connects in the background; a broker away stops nothing
+            from .mqtt import start_hub
+
+            self.mqtt = await start_hub(self)
         self._tasks = [
             asyncio.create_task(self._every(0.1, self._tick)),
             asyncio.create_task(self._every(1.0, self._liveness)),
             asyncio.create_task(self._every(2.0, self._checkpoint)),
             asyncio.create_task(self._every(3600.0, self._maintain, first=5.0)),
+            asyncio.create_task(self._watch_shelf()),  # firmware shelf
         ]
         log.info(
             "kithnet gateway %s: nodes on udp %s:%d, API on http://%s:%d, %d nodes known",
@@ -132,10 +157,13 @@ class Gateway:
         self._stopping = True
         for t in self._tasks:
             t.cancel()
+        await self.updates.stop()  # OTA: jobs end as cancelled; the nodes keep what they have
         if self._discovery is not None:
             await self._discovery.stop()
         if self._api is not None:
             await self._api.cleanup()
+        if self.ble is not None:  # BLE: scanning and GATT end; its windows are stored
+            await self.ble.stop()
         self._flush()
         self._checkpoint()
         if self.store is not None:
@@ -145,6 +173,8 @@ class Gateway:
                 log.error("stopping without the last writes: %s", e)
             await asyncio.sleep(0)
         self.sessions.detach()
+        if self.mqtt is not None:  # MQTT: after the last reading; unsent ones to its outbox
+            await self.mqtt.stop()
         if self.store is not None:
             self.store.close()
 
@@ -278,6 +308,7 @@ class Gateway:
         why = {M.REBOOT_WATCHDOG: " after a watchdog reset", M.REBOOT_BROWNOUT: " after a brownout"}
         self._available(dev, True, "session" + why.get(dev.reboot, ""))
         self._deliver(dev)
+        self.updates.on_session(dev)  # OTA: a job waiting for this node goes on
 
     def on_message(
         self, dev: Device, mtype: int, body: dict, addr: tuple, ack: Callable[[], None] | None
@@ -286,6 +317,8 @@ class Gateway:
             self._report(dev, body, addr, ack)
         elif mtype == M.EVENT:
             self._event(dev, body, addr, ack)
+        elif mtype == M.OTA_STATUS:  # OTA: unprompted (answers go to their request)
+            self.updates.on_status(dev, body)
         elif ack is not None:
             ack()
         if dev.queued:
@@ -353,6 +386,8 @@ class Gateway:
         acks, self._acks = self._acks, []
         n, self._processed = self._processed, 0
         done = [*acks, lambda: self._done(n)]
+        if self.mqtt is not None:  # MQTT: what waits for the broker is on disk before the acks
+            self.mqtt.flush()
         if self.store is not None:
             self.store.write(rows, done)
 
@@ -530,6 +565,8 @@ class Gateway:
         if fade_ms is not None and (not isinstance(fade_ms, int) or not 0 <= fade_ms <= 600000):
             raise CommandError(400, "fade_ms must be 0..600000")
         self.counts["commands"] += 1
+        if self.ble is not None and self.ble.serves(dev):  # BLE: a node on BLE, over GATT
+            return await self.ble.command(dev, states, fade_ms)
         awake = dev.last_seen is not None and time.time() - dev.last_seen < _AWAKE_S
         if dev.sleepy and not (awake and dev.session is not None):
             dev.queued.update(states)
@@ -602,6 +639,124 @@ class Gateway:
             return [{"ts": ts, "value": model.to_number(c, v)} for ts, v in rows]
         return [{"ts": ts, "value": display(c, round(v))} for ts, v in rows]
 
+    # -- updates over the air (gateway/ota.py) -------------------------------------------
+
+    async def ota(self, ref: str, bundle: bytes | str | Path | Bundle, force: bool = False) -> dict:
+        """Start updating a node with a bundle (its bytes, a file, or a parsed Bundle);
+        returns the job's status at once. Follow it with ota_status(ref) or the bus's
+        "ota" events. ValueError for a bad bundle, CommandError when the node cannot take
+        it now (asleep, being updated)."""
+        dev = self._find(ref)
+        return self.updates.start(dev, _bundle(bundle), force).to_json()
+
+    def ota_status(self, ref: str) -> dict:
+        """The node's latest update job (KeyError if it never had one)."""
+        dev = self._find(ref)
+        job = self.updates.status(dev)
+        if job is None:
+            raise KeyError(f"no update was started for {dev.name}")
+        return job.to_json()
+
+    async def ota_wait(self, ref: str, timeout: float | None = None) -> dict:
+        """Wait until the node's update job ends; its final status."""
+        job = self.updates.status(self._find(ref))
+        if job is None:
+            raise KeyError(f"no update was started for {ref}")
+        if job.task is not None:
+            await asyncio.wait_for(asyncio.shield(job.task), timeout)
+        return job.to_json()
+
+    async def ota_cancel(self, ref: str) -> dict:
+        dev = self._find(ref)
+        job = await self.updates.cancel(dev)
+        if job is None:
+            raise KeyError(f"no update was started for {dev.name}")
+        return job.to_json()
+
+    async def ota_rollout(
+        self,
+        bundle: bytes | str | Path | Bundle,
+        type_: str | None = None,
+        refs: list[str] | None = None,
+        force: bool = False,
+    ) -> dict:
+        """Update every node of a type (or the named ones, in that order), one at a time:
+        the first alone, the next only once the one before confirmed, none after a
+        failure. Offline and sleepy nodes are skipped (listed with why)."""
+        b = _bundle(bundle)
+        if refs:
+            devs = [self._find(r) for r in refs]
+        elif type_:
+            devs = sorted((d for d in self.devices_by_id.values() if d.type == type_),
+                          key=lambda d: d.name.lower())  # fmt: skip
+            if not devs:
+                raise KeyError(f"no device of type {type_!r}")
+        else:
+            raise ValueError("name a device type or the devices to update")
+        return self.updates.start_rollout(devs, b, force).to_json()
+
+    def ota_rollout_status(self) -> dict:
+        if self.updates.rollout is None:
+            raise KeyError("no rollout was started")
+        return self.updates.rollout.to_json()
+
+    async def ota_rollout_cancel(self) -> dict:
+        r = self.updates.rollout
+        if r is None:
+            raise KeyError("no rollout was started")
+        if r.task is not None and not r.task.done():
+            r.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await r.task
+        return r.to_json()
+
+    # -- the firmware shelf (gateway/firmware_shelf.py) ----------------------------------
+
+    async def _watch_shelf(self) -> None:
+        """A new newest bundle in DATA/firmware becomes a bus event "firmware" within
+        SHELF_POLL_S (the listing itself runs off the loop, only when the directory moved)."""
+        while True:
+            await asyncio.sleep(SHELF_POLL_S)
+            try:
+                if self.firmware.due():
+                    await self._scan_shelf()
+            except Exception:
+                log.exception("the firmware shelf could not be read")
+
+    async def _scan_shelf(self) -> None:
+        if await asyncio.to_thread(self.firmware.scan):
+            self.bus.publish(Event("firmware", "", self.firmware_latest(), time.time()))
+
+    def firmware_latest(self) -> dict:
+        """{"latest": the shelf's newest bundle or None} as of the last listing (no I/O)."""
+        s = self.firmware.latest()
+        return {"latest": s.to_json() if s else None}
+
+    async def firmware_list(self) -> dict:
+        """The shelf, listed afresh: its directory, the newest bundle, every valid one."""
+        await self._scan_shelf()
+        return {
+            "path": str(self.firmware.path),
+            **self.firmware_latest(),
+            "bundles": [s.to_json() for s in self.firmware.bundles()],
+        }
+
+    async def ota_latest(self, ref: str, force: bool = False) -> dict:
+        """Update a node with the shelf's newest bundle (the update entity's install):
+        CommandError 409 when the shelf has nothing newer than what the node runs."""
+        dev = self._find(ref)
+        await self._scan_shelf()
+        s = self.firmware.offer(dev.firmware)
+        if s is None:
+            newest = self.firmware.latest()
+            why = (f"its newest bundle is {newest.version}" if newest
+                   else f"there is no bundle in {self.firmware.path}")  # fmt: skip
+            raise CommandError(
+                409, f"nothing newer than {dev.firmware} for {dev.name} on the shelf: {why}"
+            )
+        bundle = await asyncio.to_thread(s.load)
+        return await self.ota(dev.hex, bundle, force)
+
     def health(self) -> dict:
         return {
             "status": "ok",
@@ -617,6 +772,10 @@ class Gateway:
         out["reports_received"] = self._received
         out.update(self.sessions.stats())
         out["bus_published"] = self.bus.published
+        if self.mqtt is not None:  # MQTT
+            out.update(self.mqtt.stats())
+        if self.ble is not None:  # BLE
+            out.update(self.ble.stats())
         if self.store is not None:
             out["store_rows_written"] = self.store.rows_written
             out["store_batches"] = self.store.batches
@@ -625,6 +784,18 @@ class Gateway:
         out.pop("status", None)
         out.pop("version", None)
         return out
+
+
+def _bundle(b: bytes | str | Path | Bundle) -> Bundle:
+    """OTA: a bundle from its bytes or its file; ValueError (BundleError) says what is wrong."""
+    if isinstance(b, Bundle):
+        return b
+    if isinstance(b, str | Path):
+        try:
+            b = Path(b).read_bytes()
+        except OSError as e:
+            raise BundleError(f"cannot read the bundle {b}: {e.strerror}") from None
+    return parse_bundle(b)
 
 
 def _placeholder(node_id: bytes) -> str:

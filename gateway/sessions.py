@@ -29,7 +29,9 @@ M = messages
 
 _CONFIRM_WAIT_S = 60.0  # a challenge not confirmed by then is forgotten
 _BATCH = 512  # datagrams handled per wake-up of the socket
-_ANSWERS = frozenset((M.RESULT, M.CONFIG, M.PONG, M.ACK, M.ERROR, M.TIME))  # answer our requests
+_ANSWERS = frozenset(  # answer our requests
+    (M.RESULT, M.CONFIG, M.PONG, M.ACK, M.ERROR, M.TIME, M.OTA_STATUS)
+)
 _REF = M.REF
 _PLAIN_ERROR_GAP_S = 1.0  # unauthenticated error replies: at most one per second per address
 

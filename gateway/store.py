@@ -56,6 +56,20 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_by_node ON history (node, cap, ts);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v);
 """
+# -- BLE (gateway/ble/): each broadcasting node's replay window (SPEC 5.5, 7), so that an
+# advertisement captured earlier is refused after a restart too; its BLE address and the
+# report interval its hello promised. A table of its own: a database made before it gets
+# it at the next start (CREATE ... IF NOT EXISTS), with every other table untouched.
+BLE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS broadcast (
+    node INTEGER PRIMARY KEY,
+    highest INTEGER NOT NULL,
+    bits BLOB NOT NULL,
+    address TEXT,
+    due INTEGER
+);
+"""
+# -- end BLE --
 
 Row = tuple[int, int, float, Any]
 _GROUP_S = 0.2  # a batch waits at most this long for more before its commit
@@ -81,6 +95,7 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = _connect(path)
         db.executescript(SCHEMA)
+        db.executescript(BLE_SCHEMA)  # BLE: the broadcast windows (migrates older databases)
         self._db: sqlite3.Connection | None = db  # for loading at start, closed after
         self._conn: Connection | None = None
         self._proc: subprocess.Popen | None = None
@@ -114,6 +129,11 @@ class Store:
             (row[0] if row else 0,),
         ).fetchall()
         return out
+
+    def load_broadcast(self) -> list[tuple[int, int, bytes, str | None, int | None]]:
+        """BLE: (node, highest, bits, address, due) of every broadcast window kept."""
+        assert self._db is not None
+        return list(self._db.execute("SELECT node, highest, bits, address, due FROM broadcast"))
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._db is not None:
@@ -164,6 +184,11 @@ class Store:
 
     def put_node(self, rec: dict[str, Any], done: Callable[[int], None] | None = None) -> None:
         self._send("node", rec, 0, done)
+
+    def put_broadcast(self, windows: list[tuple[int, int, bytes, str | None, int | None]]) -> None:
+        """BLE: broadcast windows (node, highest, bits, address, due), stored in the order
+        of the writes handed over, so a window commits no later than the readings after it."""
+        self._send("broadcast", windows, 0, None)
 
     def delete_node(self, num: int) -> None:
         self._send("delete", num, 0, None)
@@ -367,8 +392,15 @@ def _apply(db: sqlite3.Connection, op: str, arg: Any) -> Any:
         sets = ", ".join(f"{k} = ?" for k in rec)
         db.execute(f"UPDATE nodes SET {sets} WHERE num = ?", (*rec.values(), num))
         return num
+    elif op == "broadcast":  # BLE
+        db.executemany(
+            "INSERT OR REPLACE INTO broadcast (node, highest, bits, address, due)"
+            " VALUES (?,?,?,?,?)",
+            arg,
+        )
     elif op == "delete":
-        for table, col in (("nodes", "num"), ("state", "node"), ("history", "node")):
+        for table, col in (("nodes", "num"), ("state", "node"), ("history", "node"),
+                           ("broadcast", "node")):  # fmt: skip
             db.execute(f"DELETE FROM {table} WHERE {col} = ?", (arg,))
     elif op == "maintain":
         retention_s, after_s, bucket = arg

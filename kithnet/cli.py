@@ -69,6 +69,24 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+# MQTT hub: one flag per mqtt_* setting of GatewayConfig (--mqtt-url ...); the help texts
+# are in kithnet.gateway.mqtt.settings.FLAGS.
+def _mqtt_settings() -> list[str]:
+    from dataclasses import fields
+
+    from kithnet.gateway.config import GatewayConfig
+
+    return [f.name for f in fields(GatewayConfig) if f.name.startswith("mqtt_")]
+
+
+def _mqtt_flags(gw: argparse.ArgumentParser) -> None:
+    from kithnet.gateway.mqtt.settings import FLAGS
+
+    for name in _mqtt_settings():
+        metavar, text = FLAGS[name]
+        gw.add_argument("--" + name.replace("_", "-"), dest=name, metavar=metavar, help=text)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kithnet", description="Local-first AIoT: nodes, gateway, hubs."
@@ -95,6 +113,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--protocol", action="store_true", help="the protocol demo: one node and a CPython peer"
     )
+    demo.add_argument(
+        "--world", choices=("household", "idle"), default="household",
+        help="what happens around the boards: a household's day at 60x (default), or idle",
+    )  # fmt: skip
 
     gw = sub.add_parser("gateway", help="run the gateway until Ctrl-C or SIGTERM")
     gw.add_argument("--config", metavar="FILE", help="TOML settings (flags override them)")
@@ -108,6 +130,8 @@ def _build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--interfaces", metavar="A,B", help="addresses DNS-SD uses (default: all)")
     gw.add_argument("--keys", metavar="FILE", help="JSON lines of nodes to adopt at start")
     gw.add_argument("--log-level", metavar="L", help="debug, info, warning or error")
+    _mqtt_flags(gw)
+    gw.add_argument("--ble", metavar="B", help='BLE nodes: "bluez" or "virtual:HOST:PORT"')
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -145,6 +169,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, metavar="HEX", help="the node key, 32 hex digits")
     p.add_argument("--name")
     p.add_argument("--room")
+    _provisioning_parsers(sub)  # flash, node create, emulate (below)
+    _ota_parsers(sub, client)  # OTA: ota, bundle (below)
     return parser
 
 
@@ -156,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         return demo.main(args)
     if args.command == "gateway":
         return _gateway(args)
+    if args.command in ("flash", "node", "emulate"):
+        return _provisioning(args)
+    if args.command == "bundle":  # OTA
+        from kithnet.tools import ota_bundle
+
+        return ota_bundle.run(args)
     return _client(args)
 
 
@@ -172,7 +204,9 @@ def _gateway(args: argparse.Namespace) -> int:
         "interfaces": args.interfaces,
         "keys": args.keys,
         "log_level": args.log_level,
+        "ble": args.ble,
     }
+    overrides.update({k: getattr(args, k) for k in _mqtt_settings()})  # MQTT hub
     if args.http:
         overrides["http_host"], overrides["http_port"] = args.http
     if args.udp:
@@ -192,6 +226,175 @@ def _gateway(args: argparse.Namespace) -> int:
         print(f"kithnet: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+# -- provisioning: kithnet flash, kithnet node create, kithnet emulate ---------------------
+
+
+def _provisioning_parsers(sub: Any) -> None:
+    gw = argparse.ArgumentParser(add_help=False)
+    gw.add_argument(
+        "--gateway-data", metavar="DIR",
+        help="register in the gateway's data directory (env KITHNET_DATA, else ~/.kithnet); "
+        "through its API when a gateway is running on it",
+    )  # fmt: skip
+    gw.add_argument("--gateway", metavar="URL", help="register through this gateway's API")
+    gw.add_argument("--no-register", action="store_true", help="do not register the node")
+    gw.add_argument("--token", help="API token (env KITHNET_TOKEN, else DATA/token)")
+    gw.add_argument(
+        "--gateway-udp", metavar="HOST:PORT", type=_host_port,
+        help="the gateway's protocol address, written into config.json (default: DNS-SD)",
+    )  # fmt: skip
+
+    node = argparse.ArgumentParser(add_help=False)
+    node.add_argument("--type", required=True, help="sensor, plug, light or climate")
+    node.add_argument("--name", required=True, help='e.g. "Kitchen plug"')
+    node.add_argument("--room")
+    node.add_argument("--mpy", action="store_true", help="compile the firmware with mpy-cross")
+    node.add_argument("--rotate-key", action="store_true", help="give the node a new key")
+    node.add_argument("--mdns", choices=("full", "announce", "off"), help="DNS-SD mode")
+
+    f = sub.add_parser(
+        "flash", parents=[node, gw], help="provision a MicroPython board on a serial port"
+    )
+    f.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+    f.add_argument("--wifi-ssid", metavar="S")
+    f.add_argument("--wifi-password", metavar="P", help="kept on the board, never printed")
+    f.add_argument("--micropython-image", metavar="FILE", help="erase and write MicroPython")
+    f.add_argument("--chip", default="esp32", help="esp32 (default), esp32s2, esp32s3, ...")
+    f.add_argument("--no-reset", action="store_true", help="leave the board in its REPL")
+
+    nd = sub.add_parser("node", help="virtual nodes: kithnet node create DIR ...")
+    nsub = nd.add_subparsers(dest="node_command", required=True)
+    c = nsub.add_parser(
+        "create", parents=[node, gw], help="a virtual board directory that micropython boots"
+    )
+    c.add_argument("dir", metavar="DIR")
+    c.add_argument("--port", type=int, metavar="N", help="the node's UDP port (default: free)")
+
+    e = sub.add_parser(
+        "emulate", parents=[gw], help="run N virtual boards provisioned into a gateway"
+    )
+    e.add_argument("--count", type=_positive, required=True, metavar="N")
+    e.add_argument("--type", required=True, help="sensor, plug, light, climate, a list, or all")
+    e.add_argument("--world", default="idle", help="scenario: idle (default) or household")
+    e.add_argument("--speed", type=float, help="simulated seconds per second (household: 60)")
+    e.add_argument("--hour", type=float, help="time of day at start (household: 6.5)")
+    e.add_argument("--dir", metavar="DIR", help="where the boards live (DATA/emulated)")
+    e.add_argument("--temp", action="store_true", help="boards in a temp dir, removed at exit")
+    e.add_argument("--seconds", type=float, help="stop after this long")
+    e.add_argument("--report-interval", type=_positive, default=10, metavar="S")
+    e.add_argument("--sleep", action="store_true", help="let sleepy types deep-sleep")
+    e.add_argument("--discovery", action="store_true", help="nodes find the gateway by DNS-SD")
+    e.add_argument("--mpy", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _provisioning(args: argparse.Namespace) -> int:
+    if args.no_register and (args.gateway or args.gateway_data):
+        print(f"kithnet {args.command}: --no-register and --gateway/--gateway-data exclude "
+              "each other", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.command == "flash":
+        from kithnet.tools import flash
+
+        return flash.main(args)
+    if args.command == "emulate":
+        from kithnet.tools import emulate
+
+        if args.world not in ("idle", "household"):
+            print(f"kithnet emulate: unknown --world {args.world!r}: idle or household",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        return emulate.run(args)
+    return _node_create(args)
+
+
+def _node_create(args: argparse.Namespace) -> int:
+    from kithnet.tools import provision as P
+    from kithnet.tools.emulate import udp_port
+    from kithnet.tools.registry import RegistryError, open_registry
+
+    opts = P.Options(
+        kind=args.type, name=args.name, room=args.room, gateway_udp=args.gateway_udp,
+        mdns=args.mdns, mpy=args.mpy, port=args.port or udp_port(),
+    )  # fmt: skip
+    try:
+        opts.check()
+        reg = None if args.no_register else open_registry(args.gateway_data, args.gateway,
+                                                          args.token)  # fmt: skip
+        ident = P.create(Path(args.dir), opts, reg)
+    except (P.ProvisionError, RegistryError, RuntimeError) as e:
+        print(f"kithnet node create: {e}", file=sys.stderr)
+        return 1
+    how = {"new": "a new id and key", "kept": "its id and key kept",
+           "rotated": "its id kept, a new key"}[ident.origin]  # fmt: skip
+    print(f"created {args.name!r} ({args.type}, node {ident.id}, {how}) in {args.dir}")
+    print(f"registered in {reg.where}" if reg else "not registered (--no-register)")
+    print(f"boot it: cd {args.dir} && micropython main.py")
+    return 0
+
+
+# -- updates over the air: kithnet ota, kithnet bundle ------------------------------------
+
+
+def _ota_parsers(sub: Any, client: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = client("ota", "update a node (or, with --all, every node of a type) over the air")
+    p.add_argument("target", metavar="NAME", help="device name or node id; with --all a TYPE")
+    p.add_argument("bundle", metavar="BUNDLE", help="a bundle file (kithnet bundle)")
+    p.add_argument("--all", action="store_true", help="roll out to every node of type NAME")
+    p.add_argument("--force", action="store_true", help="even a bundle it runs or rolled back")
+    p.add_argument("--no-wait", action="store_true", help="start it and return")
+    from kithnet.tools.ota_bundle import add_arguments
+
+    add_arguments(sub.add_parser("bundle", help="build an update bundle from the firmware"))
+
+
+async def _ota(c: Any, args: argparse.Namespace) -> Any:
+    from kithnet.gateway.client import ClientError
+
+    try:
+        data = Path(args.bundle).read_bytes()
+    except OSError as e:
+        raise ClientError(f"cannot read {args.bundle}: {e.strerror}") from None
+    if args.all:
+        r = await c.rollout(data, type_=args.target, force=args.force)
+    else:
+        r = await c.ota(args.target, data, force=args.force)
+    shown: dict[str, tuple] = {}
+    while not args.no_wait and r["state"] in ("running", "waiting", "receiving", "installing",
+                                              "trial"):  # fmt: skip
+        await asyncio.sleep(0.5)
+        if args.all:
+            r = await c.rollout_status()
+            if r.get("current"):
+                _ota_progress(await c.ota_status(r["current"]), r["current"], shown, args.json)
+        else:
+            r = await c.ota_status(args.target)
+            _ota_progress(r, args.target, shown, args.json)
+    if r["state"] in ("failed", "cancelled"):
+        raise ClientError(r.get("error") or r["state"])
+    if args.json:
+        return r
+    if args.no_wait:
+        return f"started: {args.target} to {r['version']}"
+    if args.all:
+        skipped = "".join(f"\n  skipped {k}: {v}" for k, v in r["skipped"].items())
+        return f"rolled out {r['version']} to {len(r['results'])} nodes{skipped}"
+    return f"{args.target} runs {r['version']} (confirmed)"
+
+
+def _ota_progress(job: dict, who: str, shown: dict[str, tuple], quiet: bool) -> None:
+    """One line per state, and per tenth of the transfer."""
+    key = (job["state"], job["percent"] // 10)
+    if quiet or shown.get(who) == key:
+        return
+    shown[who] = key
+    what = job["state"]
+    if what == "receiving":
+        what += f" {job['percent']}% ({job['offset'] // 1024} of {job['size'] // 1024} KB)"
+        if job.get("resumed_from"):
+            what += f", resumed at {job['resumed_from']}"
+    print(f"{who}: {what}", flush=True)
 
 
 # -- client commands -----------------------------------------------------------------------
@@ -330,6 +533,7 @@ COMMANDS: dict[str, Command] = {
     "history": _history,
     "pending": _pending,
     "adopt": _adopt,
+    "ota": _ota,  # OTA
 }
 
 

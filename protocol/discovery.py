@@ -24,6 +24,11 @@ BLE_COMPANY_ID = 0xFFFF
 BLE_ADV_MAX = 31
 BLE_AD_MANUFACTURER = 0xFF
 BLE_FRAME_MAX = BLE_ADV_MAX - 4
+# GATT of a connectable node (SPEC.md, "GATT"): one characteristic carries frames both ways,
+# written by the gateway and notified by the node, as UDP datagrams do over Wi-Fi.
+BLE_SERVICE = "6b697468-6e65-7401-0000-000000000001"
+BLE_FRAME_CHAR = "6b697468-6e65-7401-0000-000000000002"
+BLE_OPEN = b"\x00"  # the gateway's first write once subscribed: "send your hello"
 
 
 def ble_advert(frame_bytes):

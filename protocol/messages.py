@@ -113,9 +113,9 @@ _RULES = (
     "|1m!"  # config-set
     "|-3u! -4u! 1m"  # config
     "|1u 2i -3u"  # time
-    "|1t! 2u! 3b! 4u! 5t"  # ota-offer
+    "|1t! 2u! 3b! 4u! 5t 6B"  # ota-offer
     "|1u! 2b!"  # ota-chunk
-    "|-3u -4u! 1u! 2u"  # ota-status
+    "|-3u -4u! 1u! 2u 3u"  # ota-status
 )
 
 

@@ -33,7 +33,8 @@ _FINAL = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
 MODULE_BUDGET = {"hlw8012": 3500, "_util": 2600}
 DEFAULT_MODULE_BUDGET = 2200
 TYPE_BUDGET = 11000  # a device type's drivers, imported and instantiated
-HOST_IO_BUDGET = 3072  # the host HAL's client to the world: imported and init()ed
+HOST_IO_BUDGET = 3328  # the host HAL and its client to the world, imported and init()ed (its
+# radio() entry for BLE nodes included: the ESP32 HAL has one too, so it is no host overhead)
 
 
 def _plain(v: Any) -> Any:

@@ -94,16 +94,24 @@ def make_board(
     mpy: bool = True,
     overrides: dict | None = None,
     plan: bool = True,
+    lib_from: Path | None = None,
 ) -> dict:
-    """Lay out a board directory; returns its config (with the secrets, for the caller)."""
+    """Lay out a board directory; returns its config (with the secrets, for the caller).
+
+    lib_from: another board's lib/ to copy instead of compiling it again (mpy-cross once for
+    a fleet); `mpy` is then whatever that lib holds."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     for f in ("boot.py", "main.py"):
         shutil.copyfile(FIRMWARE / f, path / f)
     lib = path / "lib"
     shutil.rmtree(lib, ignore_errors=True)
-    _copy_tree(FIRMWARE / "node", lib / "node", mpy)
-    _copy_tree(PROTOCOL, lib / "protocol", mpy)
+    shutil.rmtree(path / "ota", ignore_errors=True)  # OTA: no update outlives a new lib
+    if lib_from is not None:  # provisioning (tools/provision.py): a fleet shares one build
+        shutil.copytree(lib_from, lib)
+    else:
+        _copy_tree(FIRMWARE / "node", lib / "node", mpy)
+        _copy_tree(PROTOCOL, lib / "protocol", mpy)
     cfg = template(kind)
     cfg["node"] = {
         "id": (node_id or secrets.token_bytes(8)).hex(),
@@ -156,10 +164,12 @@ class Board:
         restart: bool = True,
         world: World | None = None,
         seed: int | None = None,
+        radio: str | None = None,
     ) -> None:
         self.path = Path(path)
         self._world = world
         self.seed = seed
+        self.radio = radio  # "HOST:PORT" of a virtual BLE radio (tools/radio.py), or None
         self.server: WorldServer | None = None
         self.heap = heap
         self.prefix = prefix or []
@@ -186,6 +196,10 @@ class Board:
         tmp = self.path / ".world.tmp"
         tmp.write_text(f"{self.server.host} {self.server.port}\n")
         os.replace(tmp, self.path / ".world")
+        if self.radio is not None:  # the node's host HAL finds its BLE radio here
+            tmp = self.path / ".radio.tmp"
+            tmp.write_text(self.radio.replace(":", " ") + "\n")
+            os.replace(tmp, self.path / ".radio")
 
     def _spawn(self) -> subprocess.Popen:
         self._serve_world()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shlex
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import board as B
+from . import scenarios
 
 if TYPE_CHECKING:
     from kithnet.gateway.bus import Event, Subscription
@@ -82,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
         http=args.http,
         per_type=args.nodes_per_type,
         discovery=args.discovery,
+        world=getattr(args, "world", "household"),
     )
 
 
@@ -91,6 +92,7 @@ def run(
     http: tuple[str, int] | None = None,
     per_type: int = 1,
     discovery: bool = True,
+    world: str = "household",
 ) -> int:
     """Run the demo until Ctrl-C, SIGTERM or `seconds` after the boards start."""
     exe = _kithnet_command()  # as the user's shell finds it, before PATH changes here
@@ -108,6 +110,7 @@ def run(
     logging.basicConfig(level=logging.WARNING, format="kithnet demo: %(name)s: %(message)s")
     root = Path(data).expanduser() if data else Path(tempfile.mkdtemp(prefix="kithnet-demo-"))
     demo = Demo(root, seconds, http, per_type, discovery, temporary=data is None, exe=exe)
+    demo.scenario = scenarios.make(world, say=lambda text: _say(f"{_now()}  {text}"))
     try:
         return asyncio.run(demo.main())
     except KeyboardInterrupt:  # before the handlers were in place, or while shutting down
@@ -146,6 +149,7 @@ class Demo:
         self.all_online = asyncio.Event()
         self.started = 0.0
         self.width = 0
+        self.scenario: scenarios.Scenario = scenarios.make("idle")  # what moves the worlds
 
     # -- life -----------------------------------------------------------------------------
 
@@ -179,7 +183,11 @@ class Demo:
             sub = gw.bus.subscribe(kinds={"state", "event", "availability", "pending"})
             self.started = time.monotonic()
             for n in self.nodes:
-                n.board = B.Board(n.path).start()
+                n.board = B.Board(n.path)
+                n.board.world  # noqa: B018  (made now: the scenario sets every clock at once)
+            self.scenario.attach(self.nodes)  # tools/scenarios.py, as `kithnet emulate --world`
+            for n in self.nodes:
+                n.board.start()
             _say(
                 f"started {len(self.nodes)} boards (micropython -X heapsize={B.HEAP} main.py "
                 "in each board's directory); each comes online after its handshake:"
@@ -189,6 +197,7 @@ class Demo:
                 asyncio.create_task(self._readings_every()),
                 asyncio.create_task(self._watch_boards()),
                 asyncio.create_task(self._household(gw)),
+                asyncio.create_task(self._scenario_ticks()),
             ]
             for t in tasks:  # a task that fails (a bug) ends the demo, with its traceback
                 t.add_done_callback(lambda t: stop.set())
@@ -247,33 +256,30 @@ class Demo:
         return gw
 
     def _make_boards(self, udp_port: int) -> None:
-        """Lay out every board (mpy-cross once, the other boards copy its lib/), each with the
-        gateway's address, and let each boot once to plan its boots (as flashing does)."""
+        """Lay out every board as `kithnet emulate` does (tools/emulate.make_nodes: mpy-cross
+        once, ids and keys kept from an earlier run with the same --data, the gateway's
+        address in config.json, a first boot that plans the boots)."""
+        from .emulate import make_nodes
+
         count = len(B.TYPES) * self.per_type
         _say(f"making {count} boards ({', '.join(B.TYPES)}): .mpy files, config.json, first boot")
-        lib: Path | None = None
+        specs = []
         for kind in B.TYPES:
             for i in range(1, self.per_type + 1):
                 name, room = HOUSE[kind]
-                if i > 1:
-                    name = f"{name} {i}"
-                path = self.root / "boards" / f"{kind}-{i}"
-                node_id, key = _identity(path)
-                overrides = {"mdns": "off", "sleep": {}, "report": {"interval": REPORT_S}}
-                B.make_board(
-                    path, kind, name, node_id=node_id, key=key, gateway=("127.0.0.1", udp_port),
-                    port=_udp_port(), mpy=lib is None, overrides=overrides, plan=False,
-                )  # fmt: skip
-                if lib is None:
-                    lib = path / "lib"
-                else:
-                    shutil.rmtree(path / "lib")
-                    shutil.copytree(lib, path / "lib")
-                B.plan_boot(path)
-                node = Node(kind, name, room, path, node_id.hex(), key.hex())
-                self.nodes.append(node)
-                self.by_hex[node.node_id] = node
+                specs.append((kind, name if i == 1 else f"{name} {i}", room))
+        overrides = {"mdns": "off", "sleep": {}, "report": {"interval": REPORT_S}}
+        made = make_nodes(self.root / "boards", specs, ("127.0.0.1", udp_port), overrides)
+        for m in made:
+            node = Node(m.kind, m.name, m.room or "", m.path, m.node_id, m.key)
+            self.nodes.append(node)
+            self.by_hex[node.node_id] = node
         self.width = max(len(n.name) for n in self.nodes)
+
+    async def _scenario_ticks(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            self.scenario.tick()
 
     # -- what it prints ---------------------------------------------------------------------
 
@@ -288,6 +294,9 @@ class Demo:
         _say("kithnet demo: the gateway and a real MicroPython board of every device type")
         _say(f"  data     {self.root} ({where})")
         _say(f"  gateway  nodes on udp://127.0.0.1:{gw.udp_port}, DNS-SD {dns}")
+        sc = self.scenario
+        if sc.name != "idle":
+            _say(f"  world    {sc.name}: a day at {sc.speed:g}x from {sc.clock()} (--world idle)")
         _say(f"  API      {url}")
         _say(f"  token    {gw.token}")
         _say("try, in another terminal:")
@@ -487,23 +496,6 @@ def _say(text: str) -> None:
 
 def _now() -> str:
     return datetime.now().strftime("%H:%M:%S")
-
-
-def _identity(path: Path) -> tuple[bytes, bytes]:
-    """The node id and key a board in `path` already has (a demo run again with the same
-    --data keeps its nodes, their history and their flash), else new ones."""
-    try:
-        node = json.loads((path / "config.json").read_text())["node"]
-        return bytes.fromhex(node["id"]), bytes.fromhex(node["key"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return os.urandom(8), os.urandom(16)
-
-
-def _udp_port() -> int:
-    """A free loopback UDP port for a node (each node has its own, as each board has its IP)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tcp_free(host: str, port: int) -> bool:

@@ -68,6 +68,25 @@ def check(cfg):
     rep.setdefault("interval", 60)
     rep.setdefault("sample_ms", 1000)
     rep.setdefault("deadband", {})
+    _ble(cfg.get("ble"))
     cfg.setdefault("port", DEFAULT_PORT)
     cfg.setdefault("sleep", {})
     return cfg
+
+
+def _ble(b):
+    """The "ble" section: {"interval_s", "wifi", "connectable", "pair_s", "adv_ms",
+    "burst_ms"}, all optional (node/ble.py has the defaults)."""
+    if b is None:
+        return
+    if not isinstance(b, dict):
+        raise ConfigError("ble must be an object")
+    for k in ("interval_s", "pair_s", "adv_ms", "burst_ms"):
+        v = b.get(k, 1)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0 or v > 86400000:
+            raise ConfigError("ble.%s must be a whole number >= 0" % k)
+    if b.get("interval_s", 1) < 1 or b.get("adv_ms", 20) < 20:
+        raise ConfigError("ble.interval_s must be >= 1 and ble.adv_ms >= 20")
+    for k in ("wifi", "connectable"):
+        if not isinstance(b.get(k, False), bool):
+            raise ConfigError("ble.%s must be true or false" % k)

@@ -17,7 +17,7 @@ import time
 
 from protocol import messages as M
 from protocol import values
-from protocol.errors import BAD_VALUE, UNKNOWN_CAPABILITY, UNSUPPORTED, ProtocolError
+from protocol.errors import BAD_VALUE, UNKNOWN_CAPABILITY, ProtocolError
 
 from . import unload
 from .hal import impl as hal
@@ -29,8 +29,22 @@ UPTIME_ID = 31
 _TICK_MS = 100
 # Largest datagram taken from the gateway. recvfrom allocates this much in one piece each
 # time, and a long-running heap may hold its free space in smaller runs; everything the
-# gateway sends a node today fits in 512 bytes (OTA chunks will bring their own buffer).
+# gateway sends a node today fits in 512 bytes (an update's chunks too: SPEC 9.4).
 _RX_MAX = 512
+
+
+def _ota(node):
+    """Updates (SPEC 9.4): node/ota.py in an update's own boot, which loads it before the
+    network and runs no drivers (start.py): a node that has run a while has the room, but
+    not in one piece (its names would need a new table of several KB). On trial, the small
+    node/ota_trial.py. Otherwise the node restarts into an update's boot."""
+    m = sys.modules.get("node.ota")
+    if m is None:
+        if node.trial:
+            return __import__("node.ota_trial", None, None, ["due"])
+        node.store.put("ota", 1)
+        hal.reset()
+    return m
 
 
 class Node:
@@ -56,6 +70,8 @@ class Node:
         self.mdns = None
         self.plan = None
         self.link = Link(self)
+        self.trial = False  # running an update on trial (start.py): confirmed once online
+        self.ota_at = None  # ticks when node/ota.py is due (trial deadline, reset, idle)
 
     # -- what drivers call -----------------------------------------------------------
 
@@ -74,6 +90,8 @@ class Node:
     def online(self):
         self.full = True
         self.flag = True
+        if self.trial:
+            _ota(self).confirm(self)
 
     # -- reporting -------------------------------------------------------------------
 
@@ -139,7 +157,7 @@ class Node:
         if mtype == M.CONFIG_SET:
             return M.CONFIG, self.configure(body[M.CFG_VALUES])
         if mtype == M.OTA_OFFER or mtype == M.OTA_CHUNK:
-            return M.ERROR, {M.CODE: UNSUPPORTED}
+            return M.OTA_STATUS, _ota(self).answer(self, mtype, body)
         return None
 
     def command(self, body):
@@ -254,6 +272,8 @@ class Node:
                         find_at = time.ticks_add(now, link.backoff)
                         link.backoff = min(link.backoff * 2, 60000)
                 link.tick(now)
+                if self.ota_at is not None and time.ticks_diff(now, self.ota_at) >= 0:
+                    _ota(self).due(self)
                 if self.flag or time.ticks_diff(now, sample_at) >= 0:
                     periodic = time.ticks_diff(now, report_at) >= 0
                     if periodic:

@@ -35,7 +35,9 @@ def node():
     if not isinstance(cfg, dict):
         return _full(None)  # the config loader says what is wrong
     hal.init(cfg, ".")
-    digest = hashlib.sha256(raw).digest()[:8]
+    digest = hashlib.sha256(raw)
+    digest.update(FIRMWARE.encode())  # a new version plans again (its DNS-SD record names it)
+    digest = digest.digest()[:8]
     raw = None
     store = hal.Store()
     plan = None
@@ -52,10 +54,21 @@ def node():
     if plan.get("cause") is not None:  # the reset right after planning is not news
         n.reboot = plan.pop("cause")
         store.put("boot", cbor.dumps(plan))
+    trial = "node.ota_boot" in sys.modules  # an update's own boots (SPEC 9.4)
+    mode = 0 if trial else store.get("ota", 0)
+    if trial:  # confirmed once online (node/ota_trial.py), rolled back if not in time
+        import time
+
+        n.trial = True
+        n.reboot = 6  # REBOOT_OTA
+        n.ota_at = time.ticks_add(time.ticks_ms(), cfg.get("ota", {}).get("trial_s", 300) * 1000)
+    elif mode:  # taking or installing an update (node/ota.py): no drivers meanwhile
+        store.put("ota", 0)
+        __import__("node.ota", None, None, ["boot"]).boot(n, mode)
     _intern_handshake()
     try:
         network(n, plan)
-        apply(n, plan)
+        apply(n, plan, not mode)
     except (KeyError, TypeError, ValueError) as e:
         print("kithnet: config error: %s" % e)
         if hal.PLATFORM == "host":
@@ -99,10 +112,11 @@ def _full(cfg, store=None, digest=None):
     return None
 
 
-def apply(node, plan):
-    """A lean boot: drivers and rules from the boot plan (setup.plan), no validation."""
+def apply(node, plan, drivers=True):
+    """A lean boot: drivers and rules from the boot plan (setup.plan), no validation.
+    Without drivers (an update's boot) the node reports its diagnostics only."""
     c = node.cfg
-    for dev in c["devices"]:
+    for dev in c["devices"] if drivers else ():
         try:
             mod = __import__("node.drivers." + dev["driver"], None, None, ["Driver"])
         except ImportError:
@@ -113,7 +127,7 @@ def apply(node, plan):
     for cid in plan["rules"]:
         node.rules[cid] = tuple(plan["rules"][cid])
     owners = plan["owners"]
-    for cid in owners:
+    for cid in owners if drivers else ():
         node.owner[cid] = node.drivers[owners[cid]]
     node.bands = plan["bands"]
     node.hello_caps = plan["hello"]
@@ -128,6 +142,8 @@ def network(node, plan):
     for a moment, easier to find on a young heap.
     """
     c = node.cfg
+    if "ble" in c and __import__("node.ble", None, None, ["setup"]).setup(node):
+        return  # Bluetooth LE instead of Wi-Fi (node/ble.py)
     link = node.link
     node.ip = ip = hal.connect(c)
     link.sock = hal.udp(ip, c["port"])

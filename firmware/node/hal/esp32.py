@@ -46,7 +46,11 @@ def connect(cfg):
     _wlan.active(True)
     _wlan.config(reconnects=-1)
     if not _wlan.isconnected():
-        _wlan.connect(net.get("ssid", ""), net.get("password", ""))
+        ssid = Store().get("wifi.ssid")  # provisioned over BLE (node/ble.py), else config.json
+        if ssid:
+            _wlan.connect(ssid, Store().get("wifi.pass", ""))
+        else:
+            _wlan.connect(net.get("ssid", ""), net.get("password", ""))
     while not _wlan.isconnected():
         time.sleep_ms(200)
     return _wlan.ipconfig("addr4")[0]
@@ -69,6 +73,13 @@ def udp(ip, port):
 
 def addr(host, port):
     return socket.getaddrinfo(host, port)[0][-1]
+
+
+def radio(node_id):
+    """The Bluetooth LE radio: MicroPython's `bluetooth` (esp32_radio.py)."""
+    from .esp32_radio import Radio
+
+    return Radio("/", node_id)
 
 
 class Store:
@@ -116,3 +127,24 @@ def reset():
 
 def WDT(timeout=30000):
     return machine.WDT(timeout=timeout)
+
+
+# -- updates of the MicroPython image itself (node/ota_image.py, SPEC 9.4) -------------------
+
+
+def ota_partition():
+    """The app partition an image update writes (the firmware's OTA variant), or None."""
+    try:
+        return esp32.Partition(esp32.Partition.RUNNING).get_next_update()
+    except OSError:  # a firmware without OTA partitions
+        return None
+
+
+def ota_running():
+    """The label of the app partition running now."""
+    return esp32.Partition(esp32.Partition.RUNNING).info()[4]
+
+
+def ota_confirm():
+    """The image on trial is good: the bootloader keeps it (no rollback at the next reset)."""
+    esp32.Partition.mark_app_valid_cancel_rollback()

@@ -103,6 +103,13 @@ def addr(host, port):
     return socket.getaddrinfo(host, port)[0][-1]
 
 
+def radio(node_id):
+    """The Bluetooth LE radio: the virtual radio named in BOARD/.radio (host_radio.py)."""
+    from .host_radio import Radio
+
+    return Radio(_board, node_id)
+
+
 class Store:
     """Persistent key-value store (esp32.NVS on the chip): one small file per key."""
 
