@@ -4,9 +4,10 @@ them through bleak's BleakScanner with kithnet's bleak backend (gateway/ble/virt
 connects with BleakClient through bleak-retry-connector for GATT commands, and keeps the
 broadcast replay windows in its registry.
 
-One radio, one gateway and two boards for the whole module: a battery sensor on BLE only
-(non-connectable after a pairing window, deep sleep between bursts of advertisements) and
-a connectable light on BLE only (commands and Wi-Fi provisioning over GATT).
+One radio, one gateway (with its MQTT hub on a real mosquitto) and two boards for the
+whole module: a battery sensor on BLE only (non-connectable after a pairing window, deep
+sleep between bursts of advertisements) and a connectable light on BLE only (commands and
+Wi-Fi provisioning over GATT).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kithnet.protocol import discovery, frame, keys, session
 from kithnet.protocol.replay import ReplayWindow
 from kithnet.tools import board as B
 from kithnet.tools.radio import RadioClient, RadioServer
+from mqtt_broker import Broker, Watcher
 
 WAIT = 30
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,26 +37,25 @@ class Lab:
         self.gw: GatewayThread | None = None
         self.boards: dict[str, B.Board] = {}
         self.lib: Path | None = None
+        self.broker = Broker(root / "broker").start()
+        self.mqtt = Watcher(self.broker.port, ["kithnet/#"])
 
     def gateway(self) -> GatewayThread:
-        self.gw = GatewayThread(data=str(self.root / "gw"), ble="virtual:" + self.radio.address)
+        self.gw = GatewayThread(
+            data=str(self.root / "gw"),
+            ble="virtual:" + self.radio.address,
+            mqtt_url=self.broker.url,
+        )
         return self.gw
 
     def board(self, kind: str, name: str, ble: dict, sleep: dict) -> B.Board:
         nid, key = os.urandom(8), os.urandom(16)
         path = self.root / kind
         cfg = B.make_board(
-            path, kind, name, node_id=nid, key=key, mpy=self.lib is None,
-            overrides={"mdns": "off", "ble": ble, "sleep": sleep}, plan=False,
+            path, kind, name, node_id=nid, key=key, lib_from=self.lib,
+            overrides={"mdns": "off", "ble": ble, "sleep": sleep},
         )  # fmt: skip
-        if self.lib is None:
-            self.lib = path / "lib"
-        else:
-            import shutil
-
-            shutil.rmtree(path / "lib")
-            shutil.copytree(self.lib, path / "lib")
-        B.plan_boot(path)
+        self.lib = self.lib or path / "lib"
         self.gw.call(self.gw.gw.adopt, nid.hex(), key.hex(), name)
         b = B.Board(path, radio=self.radio.address)
         b.node_id, b.key, b.cfg = nid, key, cfg
@@ -70,6 +71,8 @@ class Lab:
         if self.gw is not None:
             self.gw.stop()
         self.radio.close()
+        self.mqtt.close()
+        self.broker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +124,11 @@ def test_sensor_readings_arrive_in_state_history_and_bus(lab):
                          and "temperature" in e.data["values"]], WAIT)  # fmt: skip
     hist = lab.gw.wait(lambda: lab.gw.gw.history("Shed sensor", "battery"), WAIT)
     assert hist and all(0 <= h["value"] <= 100 for h in hist)
+    # On MQTT too, like a Wi-Fi node's: the hub sits on the same bus.
+    topic = f"kithnet/{hexid}/temperature"
+    lab.mqtt.wait(lambda: lab.mqtt.last(topic), WAIT, f"nothing on {topic}")
+    assert 15 < float(lab.mqtt.last(topic).text) < 30
+    assert lab.mqtt.last(f"kithnet/{hexid}/availability").text == "online"
     # It sleeps between bursts (deep sleep = the process ends, the radio with it) and goes
     # on counting from RTC memory across the wakes.
     lab.gw.wait(lambda: sensor.exits.count(B.EXIT_DEEPSLEEP) >= 2, WAIT)
