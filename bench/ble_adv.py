@@ -18,7 +18,8 @@ advertisements per second the gateway's scanner path processes.
      byte 1 (0x41: encrypted, version 2), the encrypted objects (battery 0x01 + uint8,
      temperature 0x02 + sint16 x0.01, humidity 0x03 + uint16 x0.01), a 4-byte counter and
      a 4-byte MIC (AES-CCM, nonce = MAC + UUID + device info + counter). Built and
-     encrypted for real here and decrypted back. Without Flags it would be 3 bytes less.
+     encrypted for real and decrypted back by bench/wire_size.py's bthome_advert (the same
+     readings). Without Flags it would be 3 bytes less.
 2. Scanner path (scanner_adv_per_s). A real Gateway (this process, its own event loop;
    its store writer is its own process) with `ble = "virtual:HOST:PORT"` and N adopted
    nodes, each with its own key; a virtual radio (tools/radio.py) in a worker process; an
@@ -43,13 +44,10 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -57,17 +55,12 @@ sys.path.insert(0, str(ROOT))
 from kithnet.protocol import discovery, frame, keys, session  # noqa: E402
 from kithnet.protocol import messages as M  # noqa: E402
 from kithnet.protocol.replay import ReplayWindow  # noqa: E402
+from wire_size import BATT, HUM, TEMP, bthome_advert  # noqa: E402  (the same content)
 
-TEMP, HUM, BATT = 2150, 4800, 87
 READINGS = {1: {1: TEMP}, 2: {1: TEMP, 2: HUM}, 3: {1: TEMP, 2: HUM, 3: BATT}}
 SEQ = 70000  # a 3-byte sequence number
 NODE_ID = bytes.fromhex("0102030405060708")
 NODE_KEY = bytes(range(16))
-
-BTHOME_UUID = b"\xd2\xfc"  # 0xFCD2, little-endian
-BTHOME_KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
-BTHOME_MAC = bytes.fromhex("5448e68f80a5")
-
 
 # -- bytes ---------------------------------------------------------------------------
 
@@ -82,34 +75,6 @@ def kithnet_advert(n: int, seq: int = SEQ) -> bytes:
     f = discovery.ble_frame(adv)
     got = session.open_broadcast(f, frame.parse(f), bkey, NODE_ID, ReplayWindow())
     assert got[1:3] == (M.REPORT, READINGS[n]) and len(adv) <= discovery.BLE_ADV_MAX
-    return adv
-
-
-def bthome_objects(n: int) -> bytes:
-    """BTHome v2 objects in id order: 0x01 battery uint8, 0x02 temperature sint16 x0.01,
-    0x03 humidity uint16 x0.01."""
-    objs = b"\x02" + struct.pack("<h", TEMP)
-    if n >= 2:
-        objs += b"\x03" + struct.pack("<H", HUM)
-    if n >= 3:
-        objs = b"\x01" + bytes((BATT,)) + objs
-    return objs
-
-
-def bthome_advert(n: int, counter: int = 0x00112233) -> bytes:
-    info = 0x41  # bit 0: encrypted; bits 5-7: version 2
-    cnt = struct.pack("<I", counter)
-    nonce = BTHOME_MAC + BTHOME_UUID + bytes((info,)) + cnt
-    sealed = AESCCM(BTHOME_KEY, tag_length=4).encrypt(nonce, bthome_objects(n), None)
-    service = BTHOME_UUID + bytes((info,)) + sealed[:-4] + cnt + sealed[-4:]
-    adv = b"\x02\x01\x06" + bytes((len(service) + 1, 0x16)) + service
-    # Read back as a receiver does: service data = UUID | info | ciphertext | counter | MIC.
-    svc = adv[5:]
-    body = svc[3:]
-    nonce = BTHOME_MAC + svc[:3] + body[-8:-4]
-    assert AESCCM(BTHOME_KEY, tag_length=4).decrypt(nonce, body[:-8] + body[-4:], None) == (
-        bthome_objects(n)
-    )
     return adv
 
 

@@ -51,37 +51,37 @@ Prints tables, then one JSON object as the last line.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import dataclasses
 import json
-import multiprocessing as mp
 import os
 import random
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import cbor2
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from harness import (
+    TOKEN,
+    FleetProcess,
+    Gateway,
+    gateway_command,
+    latencies_ms,
+    pct,
+    plan_from_args,
+    run,
+)
 from kithnet.protocol import frame, session
 from kithnet.protocol import messages as M
 from kithnet.protocol.errors import ProtocolError
 from kithnet.tools import fleet as F
 
 SEED = 20260101
-TOKEN = "bench-token-not-a-secret"
 STOP = b"STOP"  # not a frame (too short for its header): ends the reference loop
 RCVBUF = 4 << 20
 MARKER_BASE = 5000  # latency markers: temperature 50.00 degC and up (the fleet's own: < 25)
@@ -105,77 +105,20 @@ QUICK = Plan(1000, 2.0, 2.0, 0.7, (0.1, 0.2, 0.3, 0.45, 0.6), 3.0, 60.0)
 FULL = Plan(10000, 5.0, 5.0, 1.5, (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0), 8.0, 180.0)
 
 
-# -- the fleet, in its own process ---------------------------------------------------------
+# -- the fleet's reports (the fleet runs in its own process: harness.FleetProcess) ---------
 
 
-def _marker_bodies(base: int):
+def _bodies(kw: dict[str, Any], log: bool):
+    """With marker=BASE, the latency phase's reports: temperatures unique in the phase from
+    BASE up; else the fleet's own pre-encoded ones."""
+    base = kw.pop("marker", None)
+    if base is None:
+        return None
+
     def body(k: int, spec: F.NodeSpec) -> dict:
         return {1: base + k, 2: 5000, M.DUE: F.DUE_S}
 
     return body
-
-
-def _worker(conn: Connection, keys: str) -> None:
-    """The fleet process: commands over a pipe; between them it keeps answering the gateway."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the bench ends it with "quit"
-    nodes = F.read_keys(keys)
-    fl: F.Fleet | None = None
-    while True:
-        if fl is not None and not conn.poll(0):
-            fl.poll(0.02)
-            continue
-        cmd, kw = conn.recv()
-        if cmd == "quit":
-            break
-        if cmd == "connect":
-            if fl is not None:
-                fl.close()
-            fl = F.Fleet(nodes, tuple(kw["gateway"]), seed=SEED)
-            t = time.monotonic()
-            online = fl.connect(kw["timeout"])
-            conn.send({"online": online, "seconds": time.monotonic() - t, **fl.stats()})
-        elif cmd == "send":
-            assert fl is not None
-            marker = kw.pop("marker", None)
-            bodies = _marker_bodies(marker) if marker is not None else None
-            c0 = sum(os.times()[:2])
-            out = fl.send(bodies=bodies, **kw)
-            out["cpu_s"] = sum(os.times()[:2]) - c0
-            out["fleet"] = fl.stats()
-            conn.send(out)
-    if fl is not None:
-        fl.close()
-
-
-class FleetProcess:
-    def __init__(self, keys: Path) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, str(keys)), daemon=True)
-        self.proc.start()
-        child.close()
-
-    def start(self, cmd: str, **kw: Any) -> None:
-        self.conn.send((cmd, kw))
-
-    def result(self, timeout: float = 600) -> dict:
-        if not self.conn.poll(timeout):
-            raise TimeoutError("the fleet process did not answer")
-        return self.conn.recv()
-
-    def call(self, cmd: str, wait: float = 600, **kw: Any) -> dict:
-        self.start(cmd, **kw)
-        return self.result(wait)
-
-    def close(self) -> None:
-        try:
-            self.conn.send(("quit", {}))
-        except OSError:
-            pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(5)
 
 
 # -- 1. the reference ceiling --------------------------------------------------------------
@@ -339,123 +282,6 @@ def _raw_loop(sock: socket.socket, sessions: dict[int, session.Session]):
 # -- 2-4. the gateway ----------------------------------------------------------------------
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gateway_command() -> list[str] | None:
-    """The `kithnet` command beside this python, if it has the gateway subcommand."""
-    exe = Path(sys.executable).parent / "kithnet"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "kithnet.cli"]
-    try:
-        ok = subprocess.run([*cmd, "gateway", "--help"], capture_output=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return cmd if ok.returncode == 0 else None
-
-
-class Gateway:
-    def __init__(self, cmd: list[str], work: Path, keys: Path) -> None:
-        self.udp_port = _free_port(socket.SOCK_DGRAM)
-        self.http_port = _free_port(socket.SOCK_STREAM)
-        self.log_path = work / "gateway.log"
-        self._log = open(self.log_path, "wb")  # kept open for the process's life
-        argv = [*cmd, "gateway", "--data", str(work / "data"),
-                "--udp", f"127.0.0.1:{self.udp_port}", "--http", f"127.0.0.1:{self.http_port}",
-                "--token", TOKEN, "--no-discovery", "--keys", str(keys),
-                "--log-level", "warning"]  # fmt: skip
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
-        self.pid = self.proc.pid
-        self._tick = os.sysconf("SC_CLK_TCK")
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_bytes()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
-
-    def metrics(self, timeout: float = 30) -> dict:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.http_port}/api/metrics",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        )
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
-
-    def wait_ready(self, timeout: float) -> dict:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"the gateway exited ({self.proc.returncode}):\n{self.log_tail()}"
-                )
-            try:
-                return self.metrics(timeout=2)
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"the gateway did not answer /api/metrics:\n{self.log_tail()}")
-
-    def rss(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
-
-    def cpu_s(self, pid: int | None = None) -> float:
-        try:
-            stat = Path(f"/proc/{pid or self.pid}/stat").read_text()
-        except FileNotFoundError:
-            return 0.0
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime: all threads
-
-    def writer_cpu_s(self) -> float:
-        """CPU of the gateway's child processes (its history writer)."""
-        kids = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-        return sum(self.cpu_s(int(k)) for k in kids)
-
-    def udp_drops(self) -> int:
-        """Datagrams the kernel dropped at the gateway's UDP socket (its buffer was full)."""
-        want = f"0100007F:{self.udp_port:04X}"
-        for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
-            f = line.split()
-            if f[1] == want:
-                return int(f[-1])
-        return 0
-
-    def threads(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/task"))
-
-    def processed(self) -> int:
-        return int(self.metrics()["reports_processed"])
-
-    def drain(self, quiet: float = 0.6, timeout: float = 60) -> float:
-        """Wait until reports_processed stops moving (the backlog is done); seconds waited."""
-        t0 = time.monotonic()
-        last = self.processed()
-        still = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            time.sleep(0.2)
-            now = self.processed()
-            if now != last:
-                last, still = now, time.monotonic()
-            elif time.monotonic() - still >= quiet:
-                break
-        return time.monotonic() - t0
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-
 def run_step(gw: Gateway, fleet: FleetProcess, rate: float | None, plan: Plan) -> dict:
     """One offered rate for plan.step_s; the gateway's rates over the window after warm-up.
 
@@ -507,7 +333,7 @@ async def _latency(gw: Gateway, fleet: FleetProcess, nodes: list[F.NodeSpec], se
         res = await loop.run_in_executor(
             None,
             lambda: fleet.call(
-                "send", rate=LATENCY_RATE, seconds=seconds, marker=MARKER_BASE, wait=120
+                "send", rate=LATENCY_RATE, seconds=seconds, marker=MARKER_BASE, log=True, wait=120
             ),
         )
         n, still = len(got), time.monotonic()
@@ -516,19 +342,7 @@ async def _latency(gw: Gateway, fleet: FleetProcess, nodes: list[F.NodeSpec], se
             if len(got) != n:
                 n, still = len(got), time.monotonic()
         task.cancel()
-    lat = []
-    for k, idx, _seq, t_sent in res["sent_at"]:
-        t = got.get((nodes[idx].hex, MARKER_BASE + k))
-        if t is not None:
-            lat.append((t - t_sent) * 1000)
-    return res, lat
-
-
-def pct(xs: list[float], p: float) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
+    return res, latencies_ms(res["sent_at"], got, nodes, MARKER_BASE)
 
 
 # -- output --------------------------------------------------------------------------------
@@ -571,7 +385,7 @@ def bench(plan: Plan, cmd: list[str], work: Path) -> dict:
     nodes = F.make_nodes(plan.nodes, seed=SEED)
     keys = work / "keys.jsonl"
     F.write_keys(keys, nodes)
-    fleet = FleetProcess(keys)
+    fleet = FleetProcess(keys, SEED, _bodies)
     out: dict[str, Any] = {"nodes_total": plan.nodes}
     try:
         ref = Reference(nodes)
@@ -723,28 +537,12 @@ def report(doc: dict, out: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="1,000 nodes, short steps (< 1 min)")
-    ap.add_argument("--nodes", type=int, default=None, help="override the node count")
-    args = ap.parse_args(argv)
-    plan = QUICK if args.quick else FULL
-    if args.nodes:
-        plan = dataclasses.replace(plan, nodes=args.nodes)
+    plan, quick = plan_from_args(argv, __doc__, "1,000 nodes, short steps (< 1 min)", QUICK, FULL)
     cmd = gateway_command()
     if cmd is None:
         sys.exit("gateway_throughput: `kithnet gateway` is not available")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # finally blocks stop everything
-    started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="kithnet-bench-gw-"))
-    try:
-        out = bench(plan, cmd, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    doc = summary(plan, args.quick, out)
-    doc["elapsed_s"] = round(time.monotonic() - started, 1)
-    report(doc, out)
-    print(f"elapsed {doc['elapsed_s']} s")
-    print(json.dumps(doc, separators=(",", ":")))
+    run("kithnet-bench-gw-", lambda work: bench(plan, cmd, work),
+        lambda out: summary(plan, quick, out), report)  # fmt: skip
 
 
 if __name__ == "__main__":

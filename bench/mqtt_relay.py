@@ -37,36 +37,39 @@ Prints tables, then one JSON object as the last line.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import dataclasses
-import json
-import multiprocessing as mp
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from harness import (
+    FleetProcess,
+    Gateway,
+    cpu_s,
+    free_port,
+    kithnet_command,
+    latencies_ms,
+    pct,
+    plan_from_args,
+    run,
+)
 from kithnet.gateway.mqtt.hub import WINDOW
 from kithnet.gateway.mqtt.link import Link
 from kithnet.gateway.mqtt.settings import MqttSettings
 from kithnet.protocol import messages as M
 from kithnet.tools import fleet as F
+from kithnet.tools.board import stop_process
 from paho.mqtt.enums import CallbackAPIVersion
 
 SEED = 20260105
-TOKEN = "bench-token-not-a-secret"
 MARKER_BASE = 5000  # latency markers: temperature 50.00 degC and up
 LATENCY_RATE = 1000
 PAYLOAD = b"21.55"  # what a temperature reading looks like on its topic
@@ -88,12 +91,6 @@ QUICK = Plan(300, 2.0, (0.5, 0.65, 0.8), 2.5, 0.8, 2.5)
 FULL = Plan(1000, 5.0, (0.3, 0.45, 0.55, 0.6, 0.65, 0.7, 0.8, 1.0), 5.0, 1.5, 8.0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- the broker ----------------------------------------------------------------------------
 
 
@@ -102,7 +99,7 @@ class Mosquitto:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             sys.exit("mqtt_relay: mosquitto is not installed (apt-get install mosquitto)")
-        self.port = _free_port()
+        self.port = free_port()
         conf = work / "mosquitto.conf"
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
                  "set_tcp_nodelay true", "persistence false", "max_queued_messages 0",
@@ -123,15 +120,10 @@ class Mosquitto:
         sys.exit("mqtt_relay: mosquitto did not start")
 
     def cpu_s(self) -> float:
-        f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_s(self.proc.pid)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, 10)
 
 
 # -- 1. the client alone -------------------------------------------------------------------
@@ -193,130 +185,19 @@ async def _ceiling(port: int, seconds: float) -> dict:
             "cpu_us_per_msg": cpu / max(h.acked, 1) * 1e6}  # fmt: skip
 
 
-# -- 2. the fleet, in its own process --------------------------------------------------------
+# -- 2. the relay (the fleet runs in its own process: harness.FleetProcess) ---------------
 
 
-def _bodies(base: int, unique: bool):
-    """The k-th report's body: one temperature reading, in the kind's range (< 327.67)."""
+def _bodies(kw: dict[str, Any], log: bool):
+    """The k-th report's body: one temperature reading from base=, in the kind's range
+    (< 327.67). Readings differ from report to report (every one is a new value); the
+    latency phase's (log=True: every send timed) are markers unique in the phase."""
+    base = kw.pop("base")
 
     def body(k: int, spec: F.NodeSpec) -> dict:
-        return {1: base + (k if unique else k % 1000), M.DUE: F.DUE_S}
+        return {1: base + (k if log else k % 1000), M.DUE: F.DUE_S}
 
     return body
-
-
-def _worker(conn: Connection, keys: str) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    nodes = F.read_keys(keys)
-    fl: F.Fleet | None = None
-    while True:
-        if fl is not None and not conn.poll(0):
-            fl.poll(0.02)
-            continue
-        cmd, kw = conn.recv()
-        if cmd == "quit":
-            break
-        if cmd == "connect":
-            fl = F.Fleet(nodes, tuple(kw["gateway"]), seed=SEED)
-            t = time.monotonic()
-            online = fl.connect(kw["timeout"])
-            conn.send({"online": online, "seconds": time.monotonic() - t})
-        elif cmd == "send":
-            assert fl is not None
-            # Readings that differ from report to report (every one is a new value); the
-            # latency phase's markers are unique, and every send is timed.
-            log = kw.pop("log", False)
-            out = fl.send(bodies=_bodies(kw.pop("base"), log), **kw)
-            if not log:
-                out.pop("sent_at", None)
-            conn.send(out)
-    if fl is not None:
-        fl.close()
-
-
-class FleetProcess:
-    def __init__(self, keys: Path) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, str(keys)), daemon=True)
-        self.proc.start()
-        child.close()
-
-    def start(self, cmd: str, **kw: Any) -> None:
-        self.conn.send((cmd, kw))
-
-    def result(self, timeout: float = 300) -> dict:
-        if not self.conn.poll(timeout):
-            raise TimeoutError("the fleet process did not answer")
-        return self.conn.recv()
-
-    def call(self, cmd: str, **kw: Any) -> dict:
-        self.start(cmd, **kw)
-        return self.result()
-
-    def close(self) -> None:
-        try:
-            self.conn.send(("quit", {}))
-        except OSError:
-            pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
-
-
-# -- the gateway ----------------------------------------------------------------------------
-
-
-class Gateway:
-    def __init__(self, work: Path, keys: Path, broker_port: int) -> None:
-        exe = Path(sys.executable).with_name("kithnet")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "kithnet.cli"]
-        self.udp = _free_port()
-        self.http = _free_port()
-        self.log_path = work / "gateway.log"
-        self._log = open(self.log_path, "wb")
-        argv = [*cmd, "gateway", "--data", str(work / "data"), "--udp", f"127.0.0.1:{self.udp}",
-                "--http", f"127.0.0.1:{self.http}", "--token", TOKEN, "--no-discovery",
-                "--keys", str(keys), "--log-level", "warning",
-                "--mqtt-url", f"mqtt://127.0.0.1:{broker_port}"]  # fmt: skip
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def metrics(self, timeout: float = 30) -> dict:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.http}/api/metrics",
-                                     headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
-
-    def wait(self, what, timeout: float, why: str) -> dict:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited:\n{self.log_tail()}")
-            try:
-                m = self.metrics(2)
-                if what(m):
-                    return m
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{why}:\n{self.log_tail()}")
-
-    def cpu_s(self) -> float:
-        f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-    def log_tail(self, n: int = 3000) -> str:
-        return self.log_path.read_bytes()[-n:].decode(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
 
 
 def _step(gw: Gateway, fleet: FleetProcess, rate: float, plan: Plan, base: int) -> dict:
@@ -371,13 +252,6 @@ class Subscriber:
         self.c.loop_stop()
 
 
-def pct(xs: list[float], p: float) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
-
-
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -392,11 +266,11 @@ def bench(plan: Plan, work: Path) -> dict:
         nodes = F.make_nodes(plan.nodes, seed=SEED)
         keys = work / "keys.jsonl"
         F.write_keys(keys, nodes)
-        fleet = FleetProcess(keys)
-        gw = Gateway(work, keys, broker.port)
+        fleet = FleetProcess(keys, SEED, _bodies)
+        gw = Gateway(kithnet_command(), work, keys, "--mqtt-url", f"mqtt://127.0.0.1:{broker.port}")
         try:
             gw.wait(lambda m: m.get("mqtt_connected") == 1, 60, "the gateway did not connect")
-            hs = fleet.call("connect", gateway=("127.0.0.1", gw.udp), timeout=60)
+            hs = fleet.call("connect", gateway=("127.0.0.1", gw.udp_port), timeout=60)
             out["online"] = hs["online"]
             fleet.call("send", count=hs["online"], rate=5000.0, base=0)  # every node has state
             gw.wait(lambda m: m["mqtt_queued"] == 0 and m["mqtt_nodes"] == plan.nodes, 60,
@@ -419,15 +293,11 @@ def bench(plan: Plan, work: Path) -> dict:
                         n, still = len(sub.got), time.monotonic()
             finally:
                 sub.close()
-            lat = []
-            for k, idx, _seq, t_sent in res["sent_at"]:
-                t = sub.got.get((nodes[idx].hex, MARKER_BASE + k))
-                if t is not None:
-                    lat.append((t - t_sent) * 1000)
+            lat = latencies_ms(res["sent_at"], sub.got, nodes, MARKER_BASE)
             out["latency"] = {"sent": res["sent"], "rate": res["rate"], "ms": lat}
             out["metrics"] = gw.metrics()
         finally:
-            gw.stop()
+            gw.stop(30)
             fleet.close()
             out["gateway_log_tail"] = gw.log_tail(1500)
     finally:
@@ -500,25 +370,9 @@ def report(doc: dict, out: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="300 nodes, short steps (< 1 min)")
-    ap.add_argument("--nodes", type=int, default=None, help="override the node count")
-    args = ap.parse_args(argv)
-    plan = QUICK if args.quick else FULL
-    if args.nodes:
-        plan = dataclasses.replace(plan, nodes=args.nodes)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="kithnet-bench-mqtt-"))
-    try:
-        out = bench(plan, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    doc = summary(plan, args.quick, out)
-    doc["elapsed_s"] = round(time.monotonic() - started, 1)
-    report(doc, out)
-    print(f"elapsed {doc['elapsed_s']} s")
-    print(json.dumps(doc, separators=(",", ":")))
+    plan, quick = plan_from_args(argv, __doc__, "300 nodes, short steps (< 1 min)", QUICK, FULL)
+    run("kithnet-bench-mqtt-", lambda work: bench(plan, work),
+        lambda out: summary(plan, quick, out), report)  # fmt: skip
 
 
 if __name__ == "__main__":

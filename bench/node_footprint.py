@@ -70,6 +70,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # tests/peer.py: the gateway's side
 
+from harness import free_port  # noqa: E402
 from kithnet.protocol import messages as M  # noqa: E402
 from kithnet.tools import board as B  # noqa: E402
 from peer import Peer  # noqa: E402
@@ -157,7 +158,7 @@ class Run:
         shutil.copytree(tmpl, self.path)
         cfg = json.loads((self.path / "config.json").read_text())
         cfg["report"] = dict(report)
-        cfg["port"] = _free_port()
+        cfg["port"] = free_port(socket.SOCK_DGRAM)
         cfg["gateway"] = {"host": "127.0.0.1", "port": peer.port}
         (self.path / "config.json").write_text(json.dumps(cfg, indent=1))
         B.plan_boot(self.path, heap="256k")  # this config's first power-on: not measured
@@ -214,14 +215,6 @@ class Run:
 
     def stop(self) -> None:
         self.board.stop()
-
-
-def _free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def reports_from(peer: Peer, node_id: bytes) -> int:

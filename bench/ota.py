@@ -31,43 +31,30 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-from kithnet.gateway.ota_bundle import pack
-from kithnet.tools import board as B
-from kithnet.tools.ota_bundle import read_lib
+from harness import Gateway, free_port, kithnet_command
 
-TOKEN = "bench-token-not-a-secret"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # tests/udprelay.py: the relay tests/test_ota.py uses
 
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from kithnet.gateway.ota_bundle import pack  # noqa: E402
+from kithnet.tools import board as B  # noqa: E402
+from kithnet.tools.ota_bundle import read_lib  # noqa: E402
+from udprelay import CHUNK_MIN, UdpRelay  # noqa: E402
 
 
-class Relay:
-    """UDP node <-> gateway, counting datagrams and bytes each way."""
+class Relay(UdpRelay):
+    """Counts datagrams and bytes each way, and the transfer's apart."""
 
     def __init__(self, gw: tuple[str, int]) -> None:
-        self.gw = gw
-        self.near = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.near.bind(("127.0.0.1", 0))
-        self.far = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.far.bind(("127.0.0.1", 0))
-        self.addr = self.near.getsockname()
-        self.node: tuple | None = None
         self.lock = threading.Lock()
         self.reset()
-        self._stop = False
-        for fn in (self._up, self._down):
-            threading.Thread(target=fn, daemon=True).start()
+        super().__init__(gw)
 
     def reset(self) -> None:
         with self.lock:
@@ -79,114 +66,68 @@ class Relay:
             self.done = 0  # ... up to the answer to the latest chunk
             self.pending = False
 
-    def _up(self) -> None:
-        self.near.settimeout(0.2)
-        while not self._stop:
-            try:
-                data, self.node = self.near.recvfrom(2048)
-            except OSError:
-                continue
-            with self.lock:
-                self.up += len(data)
-                self.up_n += 1
-                if self.first is not None:
-                    self.xfer += len(data)
-                    if self.pending:  # the chunk's answer (a retransmission may come between)
-                        self.pending = False
-                        self.done = self.xfer
-                        self.answered = time.monotonic()
-            self.far.sendto(data, self.gw)
+    def to_gateway(self, data: bytes) -> bytes:
+        with self.lock:
+            self.up += len(data)
+            self.up_n += 1
+            if self.first is not None:
+                self.xfer += len(data)
+                if self.pending:  # the chunk's answer (a retransmission may come between)
+                    self.pending = False
+                    self.done = self.xfer
+                    self.answered = time.monotonic()
+        return data
 
-    def _down(self) -> None:
-        self.far.settimeout(0.2)
-        while not self._stop:
-            try:
-                data, _ = self.far.recvfrom(2048)
-            except OSError:
-                continue
-            with self.lock:
-                self.down += len(data)
-                self.down_n += 1
-                if len(data) > 400:  # a chunk: the only gateway frame this long
-                    self.chunks += 1
-                    self.pending = True
-                    if self.first is None:
-                        self.first = time.monotonic()
-                if self.first is not None:
-                    self.xfer += len(data)
-            if self.node is not None:
-                self.near.sendto(data, self.node)
-
-    def close(self) -> None:
-        self._stop = True
-
-
-class Api:
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}/api"
-
-    def call(self, method: str, path: str, data: bytes | None = None) -> dict:
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        if data is not None:
-            headers["Content-Type"] = "application/octet-stream"
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read())
-
-    def wait(self, what, timeout: float, why: str):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                v = what()
-                if v:
-                    return v
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(why)
+    def to_node(self, data: bytes) -> bytes:
+        with self.lock:
+            self.down += len(data)
+            self.down_n += 1
+            if len(data) > CHUNK_MIN:
+                self.chunks += 1
+                self.pending = True
+                if self.first is None:
+                    self.first = time.monotonic()
+            if self.first is not None:
+                self.xfer += len(data)
+        return data
 
 
 def run(runs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        udp, http = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
-        relay = Relay(("127.0.0.1", udp))
         node_id, key = os.urandom(8), os.urandom(16)
-        path = work / "plug"
-        over = {"mdns": "off", "sleep": {}, "report": {"interval": 30}}
-        B.make_board(path, "plug", "Bench plug", node_id=node_id, key=key, gateway=relay.addr,
-                     port=_free_port(socket.SOCK_DGRAM), overrides=over)  # fmt: skip
         keys = work / "keys.jsonl"
         keys.write_text(json.dumps({"id": node_id.hex(), "key": key.hex(), "name": "Bench plug"}))
-        log = open(work / "gateway.log", "wb")
-        exe = Path(sys.executable).parent / "kithnet"
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "kithnet.cli"]
-        gw = subprocess.Popen(
-            [*cmd, "gateway", "--data", str(work / "data"), "--udp", f"127.0.0.1:{udp}",
-             "--http", f"127.0.0.1:{http}", "--token", TOKEN, "--no-discovery",
-             "--keys", str(keys), "--log-level", "warning"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        gw = Gateway(kithnet_command(), work, keys)
+        relay = Relay(("127.0.0.1", gw.udp_port))
+        path = work / "plug"
+        over = {"mdns": "off", "sleep": {}, "report": {"interval": 30}}
         board = B.Board(path)
-        api = Api(http)
         ref = f"/devices/{node_id.hex()}"
         results = []
+
+        def until(what, timeout: float, why: str):  # the API every 50 ms
+            return gw.until(what, timeout, why, every=0.05)
+
         try:
-            api.wait(lambda: api.call("GET", "/health"), 60, "the gateway did not start")
+            B.make_board(path, "plug", "Bench plug", node_id=node_id, key=key,
+                         gateway=relay.addr, port=free_port(socket.SOCK_DGRAM),
+                         overrides=over)  # fmt: skip
+            until(lambda: gw.call("GET", "/health"), 60, "the gateway did not start")
             board.start()
-            api.wait(lambda: api.call("GET", ref)["online"], 60, "the node never came online")
+            until(lambda: gw.call("GET", ref)["online"], 60, "the node never came online")
             files = read_lib(path / "lib")
             for i in range(runs):
                 version = f"1.{i + 1}.0"
                 bundle = pack(version, files)
                 relay.reset()
                 t0 = time.monotonic()
-                api.call("POST", ref + "/ota", bundle)
-                job = api.wait(lambda: _ended(api.call("GET", ref + "/ota")), 120, "no end")
+                gw.call("POST", ref + "/ota", bundle)
+                job = until(lambda: _ended(gw.call("GET", ref + "/ota")), 120, "no end")
                 seconds = time.monotonic() - t0
                 if job["state"] != "confirmed":
                     raise RuntimeError(f"the update failed: {job['error']}")
-                api.wait(lambda v=version: api.call("GET", ref)["firmware"] == v, 60, "no hello")
+                until(lambda v=version: gw.call("GET", ref)["firmware"] == v, 60, "no hello")
                 with relay.lock:
                     results.append({
                         "bundle_bytes": len(bundle), "wire_bytes": relay.up + relay.down,
@@ -196,10 +137,8 @@ def run(runs: int) -> dict:
                     })  # fmt: skip
         finally:
             board.stop()
-            gw.terminate()
-            gw.wait(10)
+            gw.stop(10)
             relay.close()
-            log.close()
     return _summary(results)
 
 

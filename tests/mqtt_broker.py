@@ -13,10 +13,10 @@ every message it gets, with the time it got it, and publishes for the test.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -26,16 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from kithnet.tools.board import stop_process
 from netns import setns_thread
 from paho.mqtt.enums import CallbackAPIVersion
+from procs import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+_STARTED: list[subprocess.Popen] = []  # stopped when the test process ends, whatever failed
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@atexit.register
+def _stop_leftovers() -> None:
+    for proc in _STARTED:
+        stop_process(proc, 5)
 
 
 class Broker:
@@ -119,6 +122,7 @@ class Broker:
         self.proc = subprocess.Popen(
             [*prefix, MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+        _STARTED.append(self.proc)
         self.starts += 1
         end = time.monotonic() + 10
         while time.monotonic() < end:
@@ -138,13 +142,7 @@ class Broker:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 10)
 
     def forget(self) -> None:
         """Delete the persistence database: the next start has nothing retained."""

@@ -15,6 +15,8 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -60,26 +62,37 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
-@pytest.fixture
-def netns():
+@contextmanager
+def namespace(prefix: str = "kn-", multicast: bool = True) -> Iterator[str]:
+    """A new namespace's name, deleted after the block (the test skips without root): lo
+    up and, with multicast, multicast on with a route for 224.0.0.0/4 on lo."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root (the tests run as root here and in CI)")
-    name = "kn-" + uuid.uuid4().hex[:8]
+    name = prefix + uuid.uuid4().hex[:8]
     ip("netns", "add", name)
-    state = {"name": name, "boards": [], "procs": []}
     try:
         ip("-n", name, "link", "set", "lo", "up")
-        ip("-n", name, "link", "set", "lo", "multicast", "on")
-        ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "lo")
-        yield state
+        if multicast:
+            ip("-n", name, "link", "set", "lo", "multicast", "on")
+            ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "lo")
+        yield name
     finally:
-        for b in state["boards"]:
-            b.stop()
-        for p in state["procs"]:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def netns():
+    with namespace() as name:
+        state = {"name": name, "boards": [], "procs": []}
+        try:
+            yield state
+        finally:
+            for b in state["boards"]:
+                b.stop()
+            for p in state["procs"]:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(10)
 
 
 def wait_running(b, timeout: float = WAIT) -> None:

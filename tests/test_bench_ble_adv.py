@@ -4,27 +4,15 @@ never judged against time goals (the machine is shared)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from benchrun import run_quick
 
-ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = ("adv_bytes_1", "adv_bytes_2", "adv_bytes_3", "bthome_bytes_1", "bthome_bytes_2",
             "bthome_bytes_3", "scanner_adv_per_s", "reference_adv_per_s", "ratio")  # fmt: skip
 
 
 def test_ble_adv_quick_reports_every_figure():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "ble_adv.py"), "--quick"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) > 5, "tables come before the JSON line"
-    result = json.loads(lines[-1])
+    result, _ = run_quick("ble_adv.py", timeout=120, min_lines=5)
     for key in REQUIRED:
         assert key in result, key
     # SPEC 13 and the BTHome v2 format, exactly: one to three readings fit 31 bytes.

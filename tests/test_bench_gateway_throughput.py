@@ -3,16 +3,15 @@ never judged against time goals (the machine is shared)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from benchrun import run_quick
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-import gateway_throughput  # noqa: E402
+from harness import gateway_command  # noqa: E402
 
 REQUIRED = (
     "nodes",
@@ -26,22 +25,11 @@ REQUIRED = (
 
 
 @pytest.mark.skipif(
-    gateway_throughput.gateway_command() is None,
+    gateway_command() is None,
     reason="`kithnet gateway` does not exist yet (gateway/service.py and the CLI subcommand)",
 )
 def test_gateway_throughput_quick_reports_every_figure():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gateway_throughput.py"), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) > 10, "tables come before the JSON line"
-    result = json.loads(lines[-1])
-    assert isinstance(result, dict)
+    result, _ = run_quick("gateway_throughput.py", timeout=240, min_lines=10)
     for key in REQUIRED:
         assert key in result, key
 

@@ -3,15 +3,12 @@ sane and consistent, never judged against time goals (the machine is shared)."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from benchrun import run_quick
 
-ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = ("client_ceiling_per_s", "relay_per_s", "ratio", "p50_ms", "p99_ms")
 
 
@@ -20,17 +17,7 @@ REQUIRED = ("client_ceiling_per_s", "relay_per_s", "ratio", "p50_ms", "p99_ms")
     reason="mosquitto is not installed (make test installs it)",
 )
 def test_mqtt_relay_quick_reports_every_figure():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "mqtt_relay.py"), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) > 5, "tables come before the JSON line"
-    result = json.loads(lines[-1])
+    result, _ = run_quick("mqtt_relay.py", timeout=180, min_lines=5)
     for key in REQUIRED:
         assert isinstance(result[key], int | float) and result[key] > 0, key
     assert result["p50_ms"] <= result["p99_ms"]

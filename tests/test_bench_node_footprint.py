@@ -7,32 +7,17 @@ not boot at 110k must say so, with the smallest heap it boots at.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from benchrun import run_quick
 from kithnet.tools.board import TYPES
 
-ROOT = Path(__file__).resolve().parent.parent
 HEAP_KEYS = ("heap_free_after_boot_bytes", "heap_free_steady_bytes")
 TIME_KEYS = ("boot_to_first_report_ms", "cpu_us_per_report")
 
 
 @pytest.fixture(scope="module")
 def result():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "node_footprint.py"), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) > len(TYPES), "a table comes before the JSON line"
-    return json.loads(lines[-1]), proc.stdout
+    return run_quick("node_footprint.py", timeout=180, min_lines=len(TYPES))
 
 
 def _is_number(v) -> bool:

@@ -3,21 +3,11 @@ judged: the keys are there, the numbers are numbers, and the ratios are what byt
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from benchrun import run_quick
 
 
 def test_bench_ota_quick():
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "ota.py"), "--quick"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=180)  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) > 2, "a table comes before the JSON line"
-    r = json.loads(lines[-1])
+    r, _ = run_quick("ota.py", timeout=180, min_lines=2)
     for k in ("bundle_bytes", "wire_bytes", "overhead_ratio", "seconds", "transfer_bytes",
               "transfer_overhead_ratio", "transfer_seconds", "chunks"):  # fmt: skip
         assert isinstance(r[k], int | float) and not isinstance(r[k], bool) and r[k] > 0, k

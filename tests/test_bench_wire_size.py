@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
+from benchrun import run_quick
 from conftest import micropython_path
 
-ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = (
     "report_2_readings_bytes",
     "esphome_noise_2_readings_bytes",
@@ -21,18 +16,9 @@ REQUIRED = (
 
 
 def test_wire_size_quick_meets_the_size_goals():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "wire_size.py"), "--quick",
-         "--micropython", micropython_path()],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) > 10, "a table comes before the JSON line"
-    result = json.loads(lines[-1])
+    result, _ = run_quick(
+        "wire_size.py", "--micropython", micropython_path(), timeout=120, min_lines=10
+    )
 
     for key in REQUIRED:
         assert key in result, key

@@ -16,17 +16,12 @@ from pathlib import Path
 import pytest
 from kithnet.protocol import model
 from kithnet.tools import board as B
+from procs import free_port
 from test_api import KEY, ProtoNode, http, online_node, serve, wait
 
 from kithnet import cli
 
 KITHNET = Path(sys.executable).parent / "kithnet"
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -169,7 +164,7 @@ def test_wrong_or_missing_token_says_where_it_was_read(gw, capsys, monkeypatch, 
 
 
 def test_gateway_not_running(capsys):
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     for argv in (["devices"], ["set", "x", "switch", "on"], ["pending", "--json"]):
         code, out, err = run(capsys, *argv, "--url", url, "--token", "t")
         assert (code, out) == (1, "")
@@ -205,7 +200,7 @@ def test_gateway_refuses_bad_settings_in_one_line(capsys, tmp_path):
 
 
 def test_kithnet_gateway_serves_until_sigterm(tmp_path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KITHNET_")}
@@ -243,7 +238,7 @@ def test_a_real_micropython_plug_through_the_cli(gw, capsys, tmp_path):
     node_id = os.urandom(8)
     path = tmp_path / "plug"
     B.make_board(
-        path, "plug", "Kitchen plug", node_id=node_id, key=KEY, port=_free_port(socket.SOCK_DGRAM),
+        path, "plug", "Kitchen plug", node_id=node_id, key=KEY, port=free_port(socket.SOCK_DGRAM),
         gateway=("127.0.0.1", gw.gw.udp_port), overrides={"mdns": "off", "sleep": {}},
     )  # fmt: skip
     argv = ["adopt", node_id.hex(), "--key", KEY.hex(), "--name", "Kitchen plug", *base]

@@ -3,30 +3,13 @@ runs it (a subprocess, its own temp dir), and the protocol demo (`--protocol`)."
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 from kithnet.tools.board import TYPES
-
-
-def _processes_under(root: Path) -> list[str]:
-    """Processes whose working directory is under root (a board runs `micropython main.py`
-    in its directory, so its command line does not name the demo's directory)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(proc / "cwd")
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if cwd == str(root) or cwd.startswith(f"{root}/"):
-            found.append(f"{proc.name} {cmd} (in {cwd})")
-    return found
+from procs import processes_under
 
 
 def test_demo_runs_the_gateway_with_every_device_type():
@@ -58,7 +41,7 @@ def test_demo_runs_the_gateway_with_every_device_type():
     # A clean stop: boards and gateway stopped, the temp dir removed, no board left running.
     assert "stopped cleanly" in text
     assert f"removed {root}" in text and not root.exists()
-    assert not _processes_under(root)
+    assert not processes_under(root)
 
 
 def test_protocol_demo_runs_handshake_reports_and_commands():

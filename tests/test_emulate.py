@@ -7,33 +7,17 @@ nothing is multicast and the test runs in the machine's own namespace, all on lo
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from gwrun import GatewayThread
 from kithnet.tools import scenarios
 from kithnet.tools.world import ManualClock, World
+from procs import processes_under
 
 WAIT = 45
-
-
-def _processes_under(root: Path) -> list[str]:
-    """Processes whose working directory is under root (each board runs in its own)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(proc / "cwd")
-        except OSError:
-            continue
-        if cwd == str(root) or cwd.startswith(f"{root}/"):
-            found.append(f"{proc.name} (in {cwd})")
-    return found
 
 
 def test_emulate_boots_a_fleet_into_a_gateway_and_stops_it_on_ctrl_c(tmp_path):
@@ -65,7 +49,7 @@ def test_emulate_boots_a_fleet_into_a_gateway_and_stops_it_on_ctrl_c(tmp_path):
         keys = {json.loads((p / "config.json").read_text())["node"]["key"]
                 for p in root.iterdir()}  # fmt: skip
         assert len(keys) == 3
-        assert len(_processes_under(root)) >= 3
+        assert len(processes_under(root)) >= 3
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         try:
@@ -83,7 +67,7 @@ def test_emulate_boots_a_fleet_into_a_gateway_and_stops_it_on_ctrl_c(tmp_path):
     assert "stopping 3 boards" in out and out.rstrip().endswith("stopped")
     for key in keys:
         assert key not in out
-    assert not _processes_under(root)
+    assert not processes_under(root)
 
 
 def test_emulate_reports_an_unreachable_gateway(tmp_path):

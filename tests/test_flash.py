@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from kithnet.tools import board as B
 from kithnet.tools import flash as F
 from kithnet.tools import provision as P
 from kithnet.tools.world import WorldServer
-from netns import ip, setns_thread
+from netns import namespace, setns_thread
 from vboard import VirtualBoard
 
 WAIT = 45
@@ -91,21 +90,14 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (the tests run as root here and in CI)")
-    ns = "kn-" + uuid.uuid4().hex[:8]
-    ip("netns", "add", ns)
-    lab = Lab(ns, tmp_path_factory.mktemp("flash"))
-    try:
-        ip("-n", ns, "link", "set", "lo", "up")
-        ip("-n", ns, "link", "set", "lo", "multicast", "on")
-        ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo")
-        yield lab
-    finally:
-        lab.stop_boards()
-        if lab.g is not None:
-            lab.g.stop()
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+    with namespace() as ns:
+        lab = Lab(ns, tmp_path_factory.mktemp("flash"))
+        try:
+            yield lab
+        finally:
+            lab.stop_boards()
+            if lab.g is not None:
+                lab.g.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -41,15 +40,10 @@ class Fleet:
         overrides.update(over)
         cfg = B.make_board(
             path, kind, name, node_id=node_id, key=key, gateway=None, port=self.port,
-            mpy=self.lib is None, overrides=overrides, plan=False,
+            overrides=overrides, lib_from=self.lib,
         )  # fmt: skip
         self.port += 1
-        if self.lib is None:
-            self.lib = path / "lib"
-        else:
-            shutil.rmtree(path / "lib")
-            shutil.copytree(self.lib, path / "lib")
-        B.plan_boot(path)
+        self.lib = self.lib or path / "lib"
         b = B.Board(path, prefix=["ip", "netns", "exec", self.ns])
         b.node_id, b.key, b.cfg, b.kind = node_id, key, cfg, kind
         b.server = setns_thread(self.ns, lambda b=b: WorldServer(b.world))

@@ -40,15 +40,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 from ha_rules import check_device
 from kithnet.tools import board as B
 from kithnet.tools.world import WorldServer
-from mqtt_broker import Broker, Watcher, free_port
-from netns import ip, setns_thread
+from mqtt_broker import Broker, Watcher
+from netns import namespace, setns_thread
+from procs import free_port
 
 WAIT = 45
 OUTAGE_S = 30.0  # the issue: "the broker is killed for 30 s"
@@ -116,13 +116,7 @@ class Rig:
         self.gw.wait(10)
 
     def stop_gateway(self) -> None:
-        if self.gw is not None and self.gw.poll() is None:
-            self.gw.terminate()
-            try:
-                self.gw.wait(20)
-            except subprocess.TimeoutExpired:
-                self.gw.kill()
-                self.gw.wait(5)
+        B.stop_process(self.gw, 20)
 
     def log(self) -> str:
         return self.gw_log.read_text(errors="replace")
@@ -216,37 +210,33 @@ def _boards(rig: Rig) -> None:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (the tests run as root here and in CI)")
-    ns = "kn-mqtt-" + uuid.uuid4().hex[:6]
-    ip("netns", "add", ns)
-    r = Rig(ns, tmp_path_factory.mktemp("mqtt"))
-    try:
-        ip("-n", ns, "link", "set", "lo", "up")
-        r.broker.start()
-        # A subscriber with a session the broker keeps (persistent, QoS 1): what is published
-        # while it is away (the broker's restart) waits for it, as it would for Home Assistant.
-        r.watcher = Watcher(
-            BROKER_PORT,
-            ["kithnet/#", "homeassistant/#"],
-            ns=ns,
-            client_id="test-watcher",
-            clean=False,
-        )
-        _boards(r)
-        r.start_gateway()
-        for b in r.boards.values():
-            b.start()
-        r.wait(r.all_online, why="the nodes never came online")
-        yield r
-    finally:
-        r.stop_gateway()
-        for b in r.boards.values():
-            b.stop()
-        if r.watcher is not None:
-            r.watcher.close()
-        r.broker.stop()
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+    with namespace("kn-mqtt-", multicast=False) as ns:
+        r = Rig(ns, tmp_path_factory.mktemp("mqtt"))
+        try:
+            r.broker.start()
+            # A subscriber with a session the broker keeps (persistent, QoS 1): what is
+            # published while it is away (the broker's restart) waits for it, as it would
+            # for Home Assistant.
+            r.watcher = Watcher(
+                BROKER_PORT,
+                ["kithnet/#", "homeassistant/#"],
+                ns=ns,
+                client_id="test-watcher",
+                clean=False,
+            )
+            _boards(r)
+            r.start_gateway()
+            for b in r.boards.values():
+                b.start()
+            r.wait(r.all_online, why="the nodes never came online")
+            yield r
+        finally:
+            r.stop_gateway()
+            for b in r.boards.values():
+                b.stop()
+            if r.watcher is not None:
+                r.watcher.close()
+            r.broker.stop()
 
 
 def _discovery(rig: Rig, w: Watcher) -> dict[str, dict]:
@@ -499,8 +489,7 @@ def test_a_broker_refusing_the_password_stops_nothing(tmp_path):
         assert "ERROR" in lines[0] and "user and password" in lines[0]
         assert f"127.0.0.1:{broker.port}" in lines[0] and "gateway runs on" in lines[0]
     finally:
-        gw.terminate()
-        gw.wait(20)
+        B.stop_process(gw, 20)
         broker.stop()
 
 

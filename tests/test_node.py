@@ -20,18 +20,11 @@ from kithnet.protocol import errors, model
 from kithnet.protocol import messages as M
 from kithnet.tools import board as B
 from peer import Peer
+from procs import free_port
 
 MP = Path(__file__).parent / "mp"
 
 KEY = bytes(range(16))
-
-
-def _port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture
@@ -48,12 +41,12 @@ def boards(tmp_path):
     def make(kind, peer=None, *, overrides=None, mpy=True, start=True, **kw):
         node_id = os.urandom(8)
         path = tmp_path / f"{kind}-{node_id.hex()}"
-        gw = peer.addr if peer is not None else ("127.0.0.1", _port())
+        gw = peer.addr if peer is not None else ("127.0.0.1", free_port(socket.SOCK_DGRAM))
         over = {"mdns": "off", "sleep": {}}  # awake unless a test wants deep sleep
         over.update(overrides or {})
         cfg = B.make_board(
-            path, kind, f"Test {kind}", node_id=node_id, key=KEY, gateway=gw, port=_port(),
-            mpy=mpy, overrides=over, **kw,
+            path, kind, f"Test {kind}", node_id=node_id, key=KEY, gateway=gw,
+            port=free_port(socket.SOCK_DGRAM), mpy=mpy, overrides=over, **kw,
         )  # fmt: skip
         if peer is not None:
             peer.keys[node_id] = KEY

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -25,20 +24,14 @@ from kithnet.gateway.ota_bundle import BundleError, pack, parse
 from kithnet.protocol import messages as M
 from kithnet.tools import board as B
 from kithnet.tools import ota_bundle
+from procs import free_port
+from udprelay import CHUNK_MIN, UdpRelay
 
 from kithnet import cli
 
 WAIT = 60
 KEY = bytes(range(16))
 OVERRIDES = {"mdns": "off", "sleep": {}, "report": {"interval": 5}, "ota": {"trial_s": 3}}
-
-
-def _port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Fleet:
@@ -65,8 +58,9 @@ class Fleet:
         name = f"OTA {kind} {self.n}"
         path = self.root / f"{kind}-{self.n}"
         gw = gateway or ("127.0.0.1", self.g.gw.udp_port)
-        B.make_board(path, kind, name, node_id=node_id, key=KEY, gateway=gw, port=_port(),
-                     overrides=OVERRIDES, lib_from=self.lib)  # fmt: skip
+        B.make_board(path, kind, name, node_id=node_id, key=KEY, gateway=gw,
+                     port=free_port(socket.SOCK_DGRAM), overrides=OVERRIDES,
+                     lib_from=self.lib)  # fmt: skip
         self.lib = self.lib or path / "lib"
         self.g.call(self.g.gw.adopt, node_id.hex(), KEY.hex(), name)
         b = B.Board(path)
@@ -354,50 +348,22 @@ def test_a_version_that_cannot_reach_the_gateway_rolls_back(fleet, plug, tmp_pat
 # -- the wire, a gateway restart, a fleet ------------------------------------------------------
 
 
-class Relay:
+class Relay(UdpRelay):
     """UDP between a node and the gateway that corrupts the gateway's nth chunk frame."""
 
     def __init__(self, gw: tuple[str, int], nth: int) -> None:
-        self.gw = gw
         self.nth = nth
         self.chunks = 0
         self.corrupted = 0
-        self.near = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.near.bind(("127.0.0.1", 0))
-        self.far = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.far.bind(("127.0.0.1", 0))
-        self.addr = self.near.getsockname()
-        self.node = None
-        self._stop = False
-        for fn in (self._up, self._down):
-            threading.Thread(target=fn, daemon=True).start()
+        super().__init__(gw)
 
-    def _up(self) -> None:
-        self.near.settimeout(0.2)
-        while not self._stop:
-            try:
-                data, self.node = self.near.recvfrom(2048)
-            except OSError:
-                continue
-            self.far.sendto(data, self.gw)
-
-    def _down(self) -> None:
-        self.far.settimeout(0.2)
-        while not self._stop:
-            try:
-                data, _ = self.far.recvfrom(2048)
-            except OSError:
-                continue
-            if len(data) > 400:  # a chunk
-                self.chunks += 1
-                if self.chunks == self.nth:
-                    data = data[:20] + bytes([data[20] ^ 1]) + data[21:]
-                    self.corrupted += 1
-            if self.node is not None:
-                self.near.sendto(data, self.node)
-
-    def close(self) -> None:
-        self._stop = True
+    def to_node(self, data: bytes) -> bytes:
+        if len(data) > CHUNK_MIN:
+            self.chunks += 1
+            if self.chunks == self.nth:
+                data = data[:20] + bytes([data[20] ^ 1]) + data[21:]
+                self.corrupted += 1
+        return data
 
 
 def test_a_corrupted_chunk_is_dropped_and_sent_again(fleet):
@@ -417,7 +383,7 @@ def test_a_corrupted_chunk_is_dropped_and_sent_again(fleet):
 
 
 def test_a_transfer_resumes_after_a_gateway_restart(fleet, tmp_path):
-    port = _port()
+    port = free_port(socket.SOCK_DGRAM)
     data = str(tmp_path / "gw")
     g2 = GatewayThread(None, data=data, udp_port=port)
     other = Fleet(tmp_path, g2)

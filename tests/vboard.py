@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from kithnet.tools.board import stop_process
+
 
 class VirtualBoard:
     def __init__(self, path: Path, link: Path, command: str | None = None) -> None:
@@ -51,13 +53,7 @@ class VirtualBoard:
 
     def stop(self) -> None:
         """Unplug it: socat ends, and its child gets SIGHUP from the closed pty."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 5)
         self.link.unlink(missing_ok=True)
 
     def __enter__(self) -> VirtualBoard:

@@ -81,6 +81,19 @@ def _copy_tree(src: Path, dst: Path, mpy: bool) -> None:
             shutil.copyfile(path, out)
 
 
+def stop_process(proc: subprocess.Popen | None, grace: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within grace seconds (a stuck shutdown
+    must not hang whoever stops it); nothing if it has already ended."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def make_board(
     path: Path | str,
     kind: str,
@@ -255,13 +268,7 @@ class Board:
 
     def stop(self) -> None:
         self._stop.set()
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 5)
         if self._thread:
             self._thread.join(5)
         if self._world is not None:

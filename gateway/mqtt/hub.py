@@ -605,13 +605,7 @@ class MqttHub:
         self._seq += 1
         if self.ready and not self._unread and not self._spool:
             if len(self._waiting) < MEMORY_MAX:
-                msg = (topic, payload, retain, self._seq, LIVE)
-                if not self._waiting and len(self._inflight) < WINDOW:
-                    mid = self.link.publish(topic, payload, retain)
-                    if mid is not None:
-                        self._inflight[mid] = msg
-                        return
-                self._waiting.append(msg)
+                self._send((topic, payload, retain, self._seq, LIVE))
                 return
         self._spool.append((self._seq, topic, payload, retain))
         if not self._flush_soon and self._loop is not None:
@@ -624,9 +618,12 @@ class MqttHub:
             self._publish(topic, payload, True, CONTROL)
 
     def _publish(self, topic: str, payload: bytes, retain: bool, origin: int) -> None:
-        msg = (topic, payload, retain, 0, origin)
+        self._send((topic, payload, retain, 0, origin))
+
+    def _send(self, msg: Msg) -> None:
+        """Published now if the window has room and nothing waits before it, else queued."""
         if not self._waiting and len(self._inflight) < WINDOW:
-            mid = self.link.publish(topic, payload, retain)
+            mid = self.link.publish(msg[0], msg[1], msg[2])
             if mid is not None:
                 self._inflight[mid] = msg
                 return
