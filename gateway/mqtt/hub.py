@@ -54,6 +54,11 @@ log = logging.getLogger("kithnet.gateway.mqtt")
 WINDOW = 2048  # QoS 1 messages published and not yet acknowledged
 MEMORY_MAX = 100_000  # data held in memory for the window; more goes to the outbox
 READ_BATCH = 512  # outbox rows read at a time
+# A broker that goes down can lose what it acknowledged in its last moments (mosquitto
+# saves its store on a timer, and a shutdown races the messages still being handed to
+# subscribers): data acknowledged this recently before a lost connection is sent again
+# after the next one. QoS 1 is at least once already; a repeat changes no retained state.
+RESEND_S = 2.0
 START_GRACE_S = 600.0  # a node not heard from since the start is not called offline sooner
 REDISCOVER_JITTER_S = (0.5, 2.5)  # after Home Assistant's birth message
 STATE_EVERY_S = 30.0  # the gateway's own state topic
@@ -94,6 +99,8 @@ class MqttHub:
         self._unread = False  # the outbox may hold rows after the cursor
         self._cursor = -1
         self._acked = 0  # the outbox is acknowledged through this sequence number
+        self._recent: deque[tuple[float, Msg]] = deque(maxlen=4 * WINDOW)  # (acked at, data)
+        self._closing = False
         self._deleted = 0
         self._snapshot = False  # current state to publish once the outbox is drained
         self._flush_soon = False
@@ -134,6 +141,7 @@ class MqttHub:
         )  # fmt: skip
 
     async def stop(self) -> None:
+        self._closing = True  # our own goodbye: what the broker acknowledged is safe with it
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
@@ -635,6 +643,7 @@ class MqttHub:
             return
         if msg[4] != CONTROL:
             self.counts["mqtt_published"] += 1
+            self._recent.append((time.monotonic(), msg))
             if msg[4] == DISK and msg[3] > self._acked:
                 self._acked = msg[3]
         if self._waiting or self._unread or self._spool or self._snapshot:
@@ -714,10 +723,13 @@ class MqttHub:
 
     def _keep_unsent(self) -> None:
         self._delete_acked()
+        since = time.monotonic() - RESEND_S
+        again = [] if self._closing else [m for t, m in self._recent if t >= since and m[3]]
+        self._recent.clear()
         live = [m for m in (*self._inflight.values(), *self._waiting) if m[4] == LIVE]
         self._inflight.clear()
         self._waiting.clear()
-        self._spool.extend((q, t, p, r) for t, p, r, q, _ in live)
+        self._spool.extend((q, t, p, r) for t, p, r, q, _ in (*again, *live))
 
     # -- time ------------------------------------------------------------------------------------
 
