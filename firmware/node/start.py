@@ -9,11 +9,13 @@
 
 import gc
 import sys
+import time
 
 from protocol import cbor
 from protocol.errors import ProtocolError
 
 from . import unload
+from .link import Link
 from .runtime import FIRMWARE, Node, hal
 
 
@@ -50,15 +52,13 @@ def node():
     if plan is None:
         return _full(cfg, store, digest)
     cfg.update(plan["cfg"])
-    n = Node(cfg, store)
+    n = new(cfg, store)
     if plan.get("cause") is not None:  # the reset right after planning is not news
         n.reboot = plan.pop("cause")
         store.put("boot", cbor.dumps(plan))
     trial = "node.ota_boot" in sys.modules  # an update's own boots (SPEC 9.4)
     mode = 0 if trial else store.get("ota", 0)
     if trial:  # confirmed once online (node/ota_trial.py), rolled back if not in time
-        import time
-
         n.trial = True
         n.reboot = 6  # REBOOT_OTA
         n.ota_at = time.ticks_add(time.ticks_ms(), cfg.get("ota", {}).get("trial_s", 300) * 1000)
@@ -74,6 +74,41 @@ def node():
         if hal.PLATFORM == "host":
             sys.exit(2)
         return None
+    # What only the boot reads (the devices, the network's and the plan's settings, the
+    # node's id and key as text, the BLE section): heap the running node has no use for.
+    for k in ("devices", "sim", "net", "wifi", "gateway", "mdns", "hostname", "ble", "ota",
+              "type", "model"):  # fmt: skip
+        cfg.pop(k, None)
+    cfg["node"] = {"name": cfg["node"]["name"]}
+    return n
+
+
+def new(cfg, store):
+    """A Node (runtime.py), made here: this code runs once per boot, and start.py goes."""
+    n = Node()
+    n.cfg = cfg
+    n.hal = hal
+    n.store = store
+    n.reboot = hal.reset_cause()
+    n.firmware = FIRMWARE
+    n.model = ""
+    n.rules = {}  # capability id -> values rule
+    n.owner = {}  # capability id -> driver
+    n.bands = {}  # capability id -> dead-band
+    n.devices = {}
+    n.drivers = []
+    n.hello_caps = {}
+    n.last = {}  # what the gateway was last told
+    n.flag = True  # sample now
+    n.full = True  # the next report carries every value
+    n.faults = 0
+    n.booted = time.ticks_ms()
+    n.interval = cfg["report"]["interval"]
+    n.mdns = None
+    n.plan = None
+    n.link = Link(n)
+    n.trial = False  # running an update on trial (start.py): confirmed once online
+    n.ota_at = None  # ticks when node/ota.py is due (trial deadline, reset, idle)
     return n
 
 
@@ -132,7 +167,6 @@ def apply(node, plan, drivers=True):
     node.bands = plan["bands"]
     node.hello_caps = plan["hello"]
     node.model = plan["model"]
-    node.plan = plan
 
 
 def network(node, plan):
@@ -142,8 +176,11 @@ def network(node, plan):
     for a moment, easier to find on a young heap.
     """
     c = node.cfg
-    if "ble" in c and __import__("node.ble", None, None, ["setup"]).setup(node):
-        return  # Bluetooth LE instead of Wi-Fi (node/ble.py)
+    if "ble" in c:  # Bluetooth LE (node/ble.py), set up by node/ble_setup.py, then dropped
+        wifi = not __import__("node.ble_setup", None, None, ["setup"]).setup(node)
+        unload("node.ble_setup")
+        if not wifi:
+            return  # Bluetooth LE instead of Wi-Fi
     link = node.link
     node.ip = ip = hal.connect(c)
     link.sock = hal.udp(ip, c["port"])

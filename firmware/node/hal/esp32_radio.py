@@ -10,9 +10,9 @@ import time
 import bluetooth
 from micropython import const
 
-CONNECT = const(1)  # _IRQ_CENTRAL_CONNECT
-DISCONNECT = const(2)  # _IRQ_CENTRAL_DISCONNECT
-WRITE = const(3)  # _IRQ_GATTS_WRITE
+_CONNECT = const(1)  # _IRQ_CENTRAL_CONNECT
+_DISCONNECT = const(2)  # _IRQ_CENTRAL_DISCONNECT
+_WRITE = const(3)  # _IRQ_GATTS_WRITE
 _MTU = const(256)  # preferred ATT MTU: a hello (up to 244 bytes) in one value
 
 
@@ -26,20 +26,20 @@ class Radio:
         self.q = []
         self.ble.irq(self._irq)
         mac = self.ble.config("mac")[1]
-        self.address = ":".join("%02X" % x for x in mac)
+        self.address = "%02X:%02X:%02X:%02X:%02X:%02X" % tuple(mac)
 
     def _irq(self, event, data):
-        if event == CONNECT or event == DISCONNECT:
+        if event == _CONNECT or event == _DISCONNECT:
             self.q.append((event, data[0], None))
-        elif event == WRITE:
+        elif event == _WRITE:
             conn, handle = data
-            self.q.append((WRITE, conn, bytes(self.ble.gatts_read(handle))))
+            self.q.append((_WRITE, conn, bytes(self.ble.gatts_read(handle))))
 
-    def advertise(self, data, interval_ms=100, connectable=False):
+    def advertise(self, data, ms=100, connectable=False):
         if data is None:
             self.ble.gap_advertise(None)
         else:
-            self.ble.gap_advertise(interval_ms * 1000, adv_data=data, connectable=connectable)
+            self.ble.gap_advertise(ms * 1000, adv_data=data, connectable=connectable)
 
     def serve(self, service, char):
         flags = bluetooth.FLAG_WRITE | bluetooth.FLAG_NOTIFY
@@ -51,9 +51,6 @@ class Radio:
 
     def notify(self, conn, handle, data):
         self.ble.gatts_notify(conn, handle, data)
-
-    def drop(self, conn):
-        self.ble.gap_disconnect(conn)
 
     def events(self):
         q = self.q

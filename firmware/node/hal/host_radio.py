@@ -5,21 +5,22 @@
 # ends everything when this process, the chip, stops). esp32_radio.py is the same
 # interface on MicroPython's `bluetooth` module. Loaded only by nodes that use BLE.
 #
-# Interface (both radios): address; advertise(data, interval_ms, connectable) with data
-# None to stop (OSError(-18) beyond 31 bytes, as NimBLE); serve(service uuid, char uuid)
-# -> value handle; notify(conn, handle, data); drop(conn); events() -> [(event, conn,
+# Interface (both radios): address; advertise(data, ms, connectable) with data None to
+# stop (OSError(-18) beyond 31 bytes, as NimBLE), ms the interval; serve(service uuid,
+# char uuid) -> value handle; notify(conn, handle, data); events() -> [(event, conn,
 # data)] with MicroPython's IRQ numbers (1 connect, 2 disconnect, 3 write); sock, a
 # socket for select.poll (None on the chip); wait(ms) for when there is nothing to poll.
 import socket
-import struct
 import time
+
+from micropython import const
 
 from protocol import cbor
 
-CONNECT = 1
-DISCONNECT = 2
-WRITE = 3
-_HANDLE = 3  # value handle of the one characteristic (service 1, declaration 2, CCCD 4)
+_CONNECT = const(1)
+_DISCONNECT = const(2)
+_WRITE = const(3)
+_HANDLE = const(3)  # value handle of the one characteristic (service 1, declaration 2, CCCD 4)
 
 
 class Radio:
@@ -27,9 +28,9 @@ class Radio:
         # A random static address from the node id (two top bits set), as a chip without a
         # public address would use; on the ESP32 it is the chip's own.
         b = bytes((node_id[2] | 0xC0,)) + bytes(node_id[3:8])
-        self.address = ":".join("%02X" % x for x in b)
+        self.address = "%02X:%02X:%02X:%02X:%02X:%02X" % tuple(b)
         self.sock = None
-        self._buf = b""
+        self.buf = b""
         try:
             with open(board_dir + "/.radio") as f:
                 h, p = f.read().split()
@@ -45,7 +46,7 @@ class Radio:
         if self.sock is None:
             return
         data = cbor.dumps(msg)
-        data = struct.pack(">H", len(data)) + data
+        data = bytes((len(data) >> 8, len(data) & 255)) + data  # 2-byte big-endian length
         while data:  # a few dozen bytes: the loopback takes them at once
             try:
                 n = self.sock.send(data)
@@ -57,10 +58,10 @@ class Radio:
                 return
             data = data[n:]
 
-    def advertise(self, data, interval_ms=100, connectable=False):
+    def advertise(self, data, ms=100, connectable=False):
         if data is not None and len(data) > 31:
             raise OSError(-18)  # NimBLE's answer to legacy advertising data over 31 bytes
-        self._send(["adv", data, interval_ms, connectable])
+        self._send(["adv", data, ms, connectable])
 
     def serve(self, service, char):
         self._send(["gatt", service, char, _HANDLE])
@@ -68,9 +69,6 @@ class Radio:
 
     def notify(self, conn, handle, data):
         self._send(["notify", conn, handle, data])
-
-    def drop(self, conn):
-        self._send(["drop", conn])
 
     def events(self):
         out = []
@@ -84,8 +82,8 @@ class Radio:
             if not chunk:  # the radio server went away
                 self.sock = None
                 break
-            self._buf += chunk
-        buf = self._buf
+            self.buf += chunk
+        buf = self.buf
         while len(buf) >= 2:
             n = (buf[0] << 8) | buf[1]
             if len(buf) < 2 + n:
@@ -94,12 +92,12 @@ class Radio:
             buf = buf[2 + n :]
             op = msg[0]
             if op == "conn":
-                out.append((CONNECT, msg[1], None))
+                out.append((_CONNECT, msg[1], None))
             elif op == "disc":
-                out.append((DISCONNECT, msg[1], None))
+                out.append((_DISCONNECT, msg[1], None))
             elif op == "write":
-                out.append((WRITE, msg[1], bytes(msg[3])))
-        self._buf = buf
+                out.append((_WRITE, msg[1], bytes(msg[3])))
+        self.buf = buf
         return out
 
     def wait(self, ms):
