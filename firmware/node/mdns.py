@@ -31,6 +31,7 @@
 # by concatenation, rare). Not done: known-answer suppression, the 20-120 ms delay before
 # answering shared records, probing; answers repeat what a browser already knows.
 
+import gc
 import socket
 import struct
 import sys
@@ -200,6 +201,9 @@ class Responder:
             try:
                 p, a = self.sock.recvfrom(1500)
             except OSError:
+                return
+            except MemoryError:  # no 1.5 KB in one piece now (a long-running heap): the
+                gc.collect()  # query stays queued for the next poll; the node goes on
                 return
             try:
                 if p[2] & 0xF8:  # a response (our own multicasts come back) or not a QUERY
