@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -300,14 +302,33 @@ def _run_all(callbacks: list[Callable[[], None]]) -> None:
 # -- the writer process ---------------------------------------------------------------
 
 
+_EOF = ("eof",)  # the pipe's end, as the reader thread hands it on
+
+
+def _reader(conn: Connection, q: queue.SimpleQueue) -> None:
+    """Empty the pipe while the main thread inserts and commits (a commit waits for the
+    disk): a full pipe would stop the gateway's loop in its send, and the kernel would drop
+    datagrams at its socket meanwhile."""
+    while True:
+        try:
+            item = conn.recv()
+        except (EOFError, OSError):
+            q.put(_EOF)
+            return
+        q.put(item)
+        if item is None:
+            return
+
+
 def _writer(path: str, conn: Connection) -> None:
     """Take operations from the pipe; commit what arrives within _GROUP_S as one
     transaction; answer [(id, result)] after the commit. Ends at None or EOF."""
     db = _connect(path)
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_reader, args=(conn, q), name="pipe", daemon=True).start()
     while True:
-        try:
-            first = conn.recv()
-        except EOFError:
+        first = q.get()
+        if first is _EOF:
             return
         batch = [first]
         # Rows land in the (node, cap, ts) index at random places, so a commit costs
@@ -317,11 +338,13 @@ def _writer(path: str, conn: Connection) -> None:
         item = first
         while item is not None and item[1] != "flush" and n < _GROUP_ROWS:
             left = end - time.monotonic()
-            if left <= 0 or not conn.poll(left):
+            if left <= 0:
                 break
             try:
-                item = conn.recv()
-            except EOFError:
+                item = q.get(timeout=left)
+            except queue.Empty:
+                break
+            if item is _EOF:
                 item = None
             batch.append(item)
             if item is not None and item[1] == "rows":
