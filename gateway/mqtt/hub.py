@@ -328,7 +328,7 @@ class MqttHub:
 
     def _on_ready(self) -> None:
         self.ready = True
-        self._publish(self.t.gateway_availability, ONLINE, True, CONTROL)
+        self._publish(self.t.gateway_availability, ONLINE, True)
         self._control(
             self.t.discovery(gateway_object_id(self.s.gateway_id)),
             codec.encode_json(gateway_config(self.t, self.gw.config.name)),
@@ -623,10 +623,10 @@ class MqttHub:
     def _control(self, topic: str, payload: bytes) -> None:
         """Retained state that every connection publishes afresh: dropped when not ready."""
         if self.ready:
-            self._publish(topic, payload, True, CONTROL)
+            self._publish(topic, payload, True)
 
-    def _publish(self, topic: str, payload: bytes, retain: bool, origin: int) -> None:
-        self._send((topic, payload, retain, 0, origin))
+    def _publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        self._send((topic, payload, retain, 0, CONTROL))
 
     def _send(self, msg: Msg) -> None:
         """Published now if the window has room and nothing waits before it, else queued."""
@@ -724,7 +724,7 @@ class MqttHub:
     def _keep_unsent(self) -> None:
         self._delete_acked()
         since = time.monotonic() - RESEND_S
-        again = [] if self._closing else [m for t, m in self._recent if t >= since and m[3]]
+        again = [] if self._closing else [m for t, m in self._recent if t >= since]
         self._recent.clear()
         live = [m for m in (*self._inflight.values(), *self._waiting) if m[4] == LIVE]
         self._inflight.clear()
