@@ -426,8 +426,14 @@ def _stored_uptimes(rig: Rig, node: str) -> tuple[list[int], list[int]]:
 
 
 def _uptimes_by_mqtt(rig: Rig, node: str) -> list[int]:
-    vals = rig.values(f"kithnet/{node}/uptime")
-    return [v for i, v in enumerate(vals) if i == 0 or v != vals[i - 1]]  # QoS 1 may repeat
+    """Each uptime the first time MQTT carried it. Delivery is at least once: QoS 1 may
+    repeat a message, and the hub sends again what the broker acknowledged in the last
+    RESEND_S before it went away (it may have lost it), so [0, 2, 0, 2, 4] is [0, 2, 4].
+    A new value out of order stays visible: [0, 4, 2] is [0, 4, 2]."""
+    seen: dict[int, None] = {}
+    for v in rig.values(f"kithnet/{node}/uptime"):
+        seen.setdefault(v)
+    return list(seen)
 
 
 def test_the_broker_goes_away_while_the_nodes_report(rig):
