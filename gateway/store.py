@@ -192,6 +192,13 @@ class Store:
         of the writes handed over, so a window commits no later than the readings after it."""
         self._send("broadcast", windows, 0, None)
 
+    def mark(
+        self, done: Callable[[int], None], failed: Callable[[str], None] | None = None
+    ) -> None:
+        """done(rowid): the newest history row once everything handed over before this call
+        is committed (MQTT: how far history is safe with the broker, see mqtt/catchup.py)."""
+        self._send("rowid", None, 0, done, failed)
+
     def delete_node(self, num: int) -> None:
         self._send("delete", num, 0, None)
 
@@ -287,6 +294,22 @@ class Store:
                     (num, cap, since, until, limit),
                 )
             )[::-1]
+        finally:
+            db.close()
+
+    def history_after(self, rowid: int, upto: int, limit: int) -> list[tuple[int, int, Any]]:
+        """Readings and events (not aggregates) stored after rowid through upto, in the order
+        they were stored, the newest `limit` of them: (node, cap, value)."""
+        db = sqlite3.connect(self.path)
+        try:
+            return list(
+                db.execute(
+                    "SELECT node, cap, value FROM (SELECT rowid AS r, node, cap, value"
+                    " FROM history WHERE rowid > ? AND rowid <= ? AND agg = 0"
+                    " ORDER BY rowid DESC LIMIT ?) ORDER BY r",
+                    (rowid, upto, limit),
+                )
+            )
         finally:
             db.close()
 
@@ -421,6 +444,8 @@ def _apply(db: sqlite3.Connection, op: str, arg: Any) -> Any:
             " VALUES (?,?,?,?,?)",
             arg,
         )
+    elif op == "rowid":
+        return db.execute("SELECT coalesce(max(rowid), 0) FROM history").fetchone()[0]
     elif op == "delete":
         for table, col in (("nodes", "num"), ("state", "node"), ("history", "node"),
                            ("broadcast", "node")):  # fmt: skip

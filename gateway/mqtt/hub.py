@@ -12,8 +12,9 @@ sequence number when the bus hands it over, then takes one of two roads:
 
 A lost connection moves what was live and unacknowledged into the outbox (by sequence
 number, so it keeps its place), and a stop does the same: nothing is published out of
-order, and a reading is lost only if the outbox bound drops it (counted). Duplicates are
-possible (QoS 1 is at-least-once).
+order, and a reading is lost only if the outbox bound drops it (counted). A crash instead
+of a stop loses what was in memory; history has it, and the next start sends it first
+(catchup.py). Duplicates are possible (QoS 1 is at-least-once).
 
 State (discovery, availability, info, the current value of every capability) is published
 retained, and all of it again on every connection after the outbox is drained, so a broker
@@ -32,16 +33,20 @@ gateways claiming at once: the smaller id keeps the node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections import deque
 from typing import Any
 
+from kithnet.protocol import model
+
 from ..bus import Event
-from ..devices import Device
+from ..devices import Device, display
 from ..errors import CommandError
 from . import codec
+from .catchup import Catchup
 from .discovery import device_config, gateway_config, gateway_object_id, node_object_id
 from .link import Link
 from .nodeview import PAYLOAD_INSTALL, NodeView
@@ -81,6 +86,8 @@ class MqttHub:
         self.t = Topics(s.prefix, s.discovery_prefix, s.gateway_id)
         self.link = Link(s, (self.t.gateway_availability, OFFLINE), self.t.subscriptions(), self)
         self.outbox: Outbox | None = None
+        self.catchup: Catchup | None = None
+        self._hold: list[Event] | None = None  # bus events while catching up at start
         self.views: dict[str, NodeView] = {}  # nodes this gateway publishes
         self.devs: dict[str, Device] = {}
         self.claims: dict[str, str] = {}  # node -> owner gateway id, as the broker has it
@@ -132,13 +139,65 @@ class MqttHub:
                      len(self.outbox))  # fmt: skip
         for dev in list(self.gw.devices_by_id.values()):
             self._track(dev)
+        self._hold = []
         self._unlisten = self.gw.bus.listen(self._on_event)
+        if self.gw.store is not None:
+            self.catchup = Catchup(self.gw.store, self.outbox)
+            await self._catch_up()
+        held, self._hold = self._hold, None
+        for ev in held:
+            self._on_event(ev)
         self.link.start()
         self._ticker = asyncio.create_task(self._tick_forever(), name="mqtt-tick")
         log.info(
             "MQTT hub %s for %s: topics %s/<node>/..., discovery under %s/",
             self.s.gateway_id, self.s.where, self.s.prefix, self.s.discovery_prefix,
         )  # fmt: skip
+
+    async def _catch_up(self) -> None:
+        """Before anything new: what history has that the broker may not (catchup.py)."""
+        assert self.catchup is not None
+        try:
+            rows, upto = await self.catchup.missed(self.s.queue_max)
+        except RuntimeError as e:
+            log.error("MQTT: not sending again what a crash may have kept from the broker: %s", e)
+            return
+        by_num = {dev.num: dev for dev in self.devs.values()}
+        sent = 0
+        for num, cid, value in rows:
+            dev = by_num.get(num)
+            if dev is not None and self._replay(dev, cid, value):
+                sent += 1
+        if sent:
+            log.warning("MQTT: %d readings stored before the gateway stopped may not have reached "
+                        "the broker; they are sent again, before new ones", sent)  # fmt: skip
+        self._flush()
+        self.catchup.save(upto)
+
+    def _replay(self, dev: Device, cid: int, value: Any) -> bool:
+        """A history row as the message its bus event made (_on_event)."""
+        view = self.views.get(dev.hex)
+        cap = dev.caps.get(cid)
+        topic = view.state.get(cap.label) if view is not None and cap is not None else None
+        if topic is None:
+            return False
+        if cap.vtype == model.EVENT:
+            self._data(topic, codec.encode_json({"event_type": display(cap, value)}), False)
+        else:
+            self._data(topic, codec.encode(display(cap, value)), True)
+        return True
+
+    def _durable(self) -> int:
+        """The sequence number through which every message is acknowledged or on disk."""
+        low = self._spool[0][0] if self._spool else None
+        for m in self._inflight.values():
+            if m[4] == LIVE and (low is None or m[3] < low):
+                low = m[3]
+        for m in self._waiting:  # in order: the first live one is the oldest
+            if m[4] == LIVE:
+                low = m[3] if low is None else min(low, m[3])
+                break
+        return self._seq if low is None else low - 1
 
     async def stop(self) -> None:
         self._closing = True  # our own goodbye: what the broker acknowledged is safe with it
@@ -154,6 +213,9 @@ class MqttHub:
         await self.link.stop([(self.t.gateway_availability, OFFLINE, True)])
         self._keep_unsent()
         self._flush()
+        if self.catchup is not None:  # everything is acknowledged or on disk now
+            with contextlib.suppress(RuntimeError):
+                self.catchup.save(await self.catchup.newest())
         if self.outbox is not None:
             self._delete_acked()
             self.outbox.close()
@@ -180,6 +242,9 @@ class MqttHub:
 
     def _on_event(self, ev: Event) -> None:
         """A bus listener: called inside the gateway's publish, so it only queues messages."""
+        if self._hold is not None:
+            self._hold.append(ev)
+            return
         try:
             kind = ev.kind
             if kind == "state":
@@ -739,6 +804,9 @@ class MqttHub:
             await asyncio.sleep(0.5)
             try:
                 self._delete_acked()
+                if self.catchup is not None:
+                    self.catchup.settle(self._durable())
+                    self.catchup.ask(self._seq)
                 now = time.monotonic()
                 if self.ready and now - last_state >= STATE_EVERY_S:
                     last_state = now

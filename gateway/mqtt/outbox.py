@@ -9,7 +9,9 @@ the way a node's own buffer drops its oldest reports first.
 
 SQLite and not an append-only file: deleting an acknowledged prefix, trimming the oldest
 and surviving a crash mid-write come with its transactions. The file is written only while
-messages wait (never on the hot path while the broker keeps up), in batches.
+messages wait (never on the hot path while the broker keeps up), in batches; besides, its
+meta table keeps how far history is safe with the broker (catchup.py, a small write every
+half second while readings flow).
 """
 
 from __future__ import annotations
@@ -85,6 +87,17 @@ class Outbox:
         """Forget every message up to seq (the broker acknowledged them)."""
         cur = self.db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
         self.count -= cur.rowcount
+
+    def get_meta(self, key: str) -> int | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: int) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def close(self) -> None:
         self.db.close()
