@@ -20,6 +20,9 @@ advertisements per second the gateway's scanner path processes.
      a 4-byte MIC (AES-CCM, nonce = MAC + UUID + device info + counter). Built and
      encrypted for real and decrypted back by bench/wire_size.py's bthome_advert (the same
      readings). Without Flags it would be 3 bytes less.
+   - Our node's BTHome v2 mode (adv_bytes_bthome_N, SPEC 13.2): firmware/node/bthome.py run
+     by the real `micropython`: the same structure without Flags, with a packet id object
+     (2 bytes) first.
 2. Scanner path (scanner_adv_per_s). A real Gateway (this process, its own event loop;
    its store writer is its own process) with `ble = "virtual:HOST:PORT"` and N adopted
    nodes, each with its own key; a virtual radio (tools/radio.py) in a worker process; an
@@ -76,6 +79,51 @@ def kithnet_advert(n: int, seq: int = SEQ) -> bytes:
     got = session.open_broadcast(f, frame.parse(f), bkey, NODE_ID, ReplayWindow())
     assert got[1:3] == (M.REPORT, READINGS[n]) and len(adv) <= discovery.BLE_ADV_MAX
     return adv
+
+
+# -- BTHome as our node sends it (firmware/node/bthome.py under the real micropython) -----
+
+_NODE_BTHOME = """
+import sys
+from node import bthome
+class O:
+    pass
+b = O()
+b.rtc = False
+b.value = %d
+def nxt():
+    b.value += 1
+    return b.value - 1
+b.next = nxt
+b.radio = O()
+b.radio.address = "C0:11:22:33:44:55"
+b.node = O()
+b.node.cfg = {"sleep": {}}
+b.node.hello_caps = {1: 6, 2: 7, 3: 12}
+b.bt = [bytes(16), False, 0]
+for n, vals in %r:
+    print("BTHOME", n, " ".join(str(len(a)) for a in bthome.advs(b, vals)))
+"""
+
+
+def node_bthome_sizes() -> dict[int, int]:
+    """Bytes of the BTHome advertisement(s) our node makes for 1..3 readings (SPEC 13.2: no
+    Flags, a packet id object): the firmware's own code under the real `micropython`."""
+    import subprocess
+
+    from kithnet.tools.board import micropython
+
+    script = _NODE_BTHOME % (SEQ, sorted(READINGS.items()))
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(ROOT), str(ROOT / "firmware"),
+                                                        ".frozen"]))  # fmt: skip
+    out = subprocess.run([micropython(), "-c", script], env=env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout  # fmt: skip
+    sizes = {}
+    for line in out.splitlines():
+        _, n, *lens = line.split()
+        assert len(lens) == 1, line  # one advertisement holds up to three readings
+        sizes[int(n)] = int(lens[0])
+    return sizes
 
 
 # -- the scanner path ------------------------------------------------------------------
@@ -191,11 +239,14 @@ def main() -> None:
     print(f"{'readings':<10}{'kithnet, PIV 1/2/3/4 bytes':<30}{'BTHome v2 encrypted':>20}")
     ours = {n: len(kithnet_advert(n)) for n in (1, 2, 3)}
     theirs = {n: len(bthome_advert(n)) for n in (1, 2, 3)}
+    node_bt = node_bthome_sizes()  # BTHome as our node sends it
     for n in (1, 2, 3):
         by_piv = [len(kithnet_advert(n, s)) for s in (200, 300, 70000, 1 << 24)]
         shown = " / ".join(str(b) if b <= 31 else f"{b}!" for b in by_piv)
         print(f"{n:<10}{shown:<30}{theirs[n]:>20}")
-    print("(! does not fit; the JSON takes the 3-byte sequence number)\n")
+    print("(! does not fit; the JSON takes the 3-byte sequence number)")
+    print("our node in BTHome mode (no Flags, a packet id): "
+          + " / ".join(str(node_bt[n]) for n in (1, 2, 3)) + " bytes\n")  # fmt: skip
 
     nodes = _nodes(n_nodes)
     advs = sealed_adverts(nodes, n_adv)
@@ -220,6 +271,8 @@ def main() -> None:
     out = {
         "adv_bytes_1": ours[1], "adv_bytes_2": ours[2], "adv_bytes_3": ours[3],
         "bthome_bytes_1": theirs[1], "bthome_bytes_2": theirs[2], "bthome_bytes_3": theirs[3],
+        "adv_bytes_bthome_1": node_bt[1], "adv_bytes_bthome_2": node_bt[2],
+        "adv_bytes_bthome_3": node_bt[3],
         "adv_piv_bytes": len(frame.piv_bytes(SEQ)),
         "scanner_adv_per_s": round(rate, 1), "reference_adv_per_s": round(ref, 1),
         "ratio": round(rate / ref, 4) if ref else 0.0,

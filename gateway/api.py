@@ -305,6 +305,28 @@ async def adopt_pending(request: web.Request) -> web.Response:
     return await _adopt(request, node_id, await _body(request, {"key", "name", "room"}))
 
 
+# -- BTHome sensors of other makes (gateway/ble/bthome.py) ---------------------------------
+
+
+async def add_bthome(request: web.Request) -> web.Response:
+    data = await _body(request, {"address", "bindkey", "insecure", "name", "room"})
+    address = _text(data, "address", required=True)
+    bindkey = _text(data, "bindkey")
+    if bindkey is not None:
+        bindkey = _hex(bindkey, "bindkey", _KEY, "32 hex digits (16 bytes)")
+    insecure = data.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ApiError(400, "bad_request", "field 'insecure' must be true or false")
+    with _facade():
+        dev = await _gw(request).adopt_bthome(
+            address, bindkey, insecure, name=_text(data, "name"), room=_text(data, "room")
+        )
+    return web.json_response(dev, status=201, headers={"Location": f"/api/devices/{dev['id']}"})
+
+
+# -- end BTHome --
+
+
 async def add_device(request: web.Request) -> web.Response:
     data = await _body(request, {"id", "key", "name", "room"})
     node_id = _hex(_text(data, "id", required=True), "id", _NODE_ID, "16 hex digits")
@@ -465,6 +487,7 @@ def make_app(gw: Any, token: str) -> web.Application:
     r.add_get("/api/devices/{ref}/history/{cap}", history, allow_head=False)
     r.add_get("/api/pending", list_pending, allow_head=False)
     r.add_post("/api/pending/{id}/adopt", adopt_pending)
+    r.add_post("/api/bthome", add_bthome)  # BTHome sensors of other makes
     r.add_post("/api/devices/{ref}/ota", start_ota)  # OTA
     r.add_get("/api/devices/{ref}/ota", get_ota, allow_head=False)
     r.add_delete("/api/devices/{ref}/ota", cancel_ota)

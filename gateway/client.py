@@ -137,6 +137,19 @@ class Client:
         body = {"id": node_id, "key": key, "name": name, "room": room}
         return await self.request("POST", "/api/devices", {k: v for k, v in body.items() if v})
 
+    async def adopt_bthome(
+        self,
+        address: str,
+        bindkey: str | None = None,
+        insecure: bool = False,
+        name: str | None = None,
+        room: str | None = None,
+    ) -> dict:
+        """Adopt a BTHome v2 sensor of another make (POST /api/bthome)."""
+        body = {"address": address, "bindkey": bindkey, "insecure": insecure, "name": name,
+                "room": room}  # fmt: skip
+        return await self.request("POST", "/api/bthome", {k: v for k, v in body.items() if v})
+
     # OTA: updates over the air
     async def ota(self, ref: str, bundle: bytes, force: bool = False) -> dict:
         """Start updating a node with a bundle's bytes; the job's status."""

@@ -134,6 +134,21 @@ _SCHEMAS: dict[str, Any] = {
             "room": _STR,
         },
     },
+    "NewBTHome": {  # BTHome sensors of other makes (gateway/ble/bthome.py)
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["address"],
+        "properties": {
+            "address": {"type": "string", "pattern": "^([0-9A-Fa-f]{2}[:-]?){5}[0-9A-Fa-f]{2}$"},
+            "bindkey": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"},
+            "insecure": {
+                "type": "boolean",
+                "description": "an unencrypted device, adopted without a bindkey (spoofable)",
+            },
+            "name": _STR,
+            "room": _STR,
+        },
+    },
     "NewDevice": {
         "type": "object",
         "additionalProperties": False,
@@ -414,6 +429,13 @@ _PATHS: dict[str, Any] = {
             "summary": "Adopt a pending node with its key",
             "requestBody": _body(_ref("Adopt")),
             "responses": {"201": _json(_ref("Device"), "adopted"), **_errors(400, 401, 404)},
+        },
+    },
+    "/api/bthome": {  # BTHome
+        "post": {
+            "summary": "Adopt a BTHome v2 sensor of another make by its MAC and bindkey",
+            "requestBody": _body(_ref("NewBTHome")),
+            "responses": {"201": _json(_ref("Device"), "adopted"), **_errors(400, 401)},
         },
     },
     "/api/devices/{ref}/ota": {

@@ -243,7 +243,10 @@ class Gateway:
     # -- the owner interface of sessions.py ---------------------------------------------
 
     def device_of(self, node_id: bytes) -> Device | None:
-        return self.devices_by_id.get(node_id)
+        dev = self.devices_by_id.get(node_id)
+        if dev is not None and dev.type == "bthome":  # BTHome: no kithnet sessions with its key
+            return None
+        return dev
 
     def on_unknown(self, body: dict, addr: tuple) -> None:
         nid = body[M.H_NODE].hex()
@@ -502,6 +505,11 @@ class Gateway:
         if len(nid) != 8 or len(k) != 16:
             raise ValueError("id and key must be hex (16 and 32 digits)")
         dev = self.devices_by_id.get(nid)
+        if dev is not None and dev.type == "bthome":  # BTHome: adopt_bthome
+            raise ValueError(f"{dev.hex} is a BTHome device: adopt it with its MAC and bindkey")
+        heard = self.pending_nodes.get(nid.hex())
+        if heard is not None and heard.get("type") == "bthome":  # BTHome: the key is its bindkey
+            return await self.adopt_bthome(heard["address"], k.hex(), name=name, room=room)
         pend = self.pending_nodes.pop(nid.hex(), None)
         if dev is not None:
             if dev.key != k:  # re-keyed: the old sessions are not this key's
@@ -520,6 +528,19 @@ class Gateway:
         log.info("adopted node %s as %r", dev.hex, dev.name)
         self.bus.publish(Event("device", dev.hex, {"action": "adopted"}, time.time()))
         return dev.to_json()
+
+    async def adopt_bthome(
+        self,
+        address: str,
+        bindkey: str | None = None,
+        insecure: bool = False,
+        name: str | None = None,
+        room: str | None = None,
+    ) -> dict:
+        """BTHome: adopt a BTHome v2 sensor of another make by its MAC (gateway/ble/bthome.py)."""
+        from .ble import bthome
+
+        return await bthome.adopt(self, address, bindkey, insecure, name, room)
 
     async def update(self, ref: str, name: str | None = None, room: str | None = None) -> dict:
         dev = self._find(ref)

@@ -72,6 +72,16 @@ CREATE TABLE IF NOT EXISTS broadcast (
 );
 """
 # -- end BLE --
+# -- BTHome (gateway/ble/bthome.py): the last encryption counter accepted from each adopted
+# BTHome device, so that a replay is refused after a restart too; its MAC.
+BTHOME_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bthome (
+    node INTEGER PRIMARY KEY,
+    counter INTEGER,
+    address TEXT
+);
+"""
+# -- end BTHome --
 
 Row = tuple[int, int, float, Any]
 _GROUP_S = 0.2  # a batch waits at most this long for more before its commit
@@ -98,6 +108,7 @@ class Store:
         db = _connect(path)
         db.executescript(SCHEMA)
         db.executescript(BLE_SCHEMA)  # BLE: the broadcast windows (migrates older databases)
+        db.executescript(BTHOME_SCHEMA)  # BTHome: replay counters (migrates older databases)
         self._db: sqlite3.Connection | None = db  # for loading at start, closed after
         self._conn: Connection | None = None
         self._proc: subprocess.Popen | None = None
@@ -136,6 +147,11 @@ class Store:
         """BLE: (node, highest, bits, address, due) of every broadcast window kept."""
         assert self._db is not None
         return list(self._db.execute("SELECT node, highest, bits, address, due FROM broadcast"))
+
+    def load_bthome(self) -> list[tuple[int, int | None, str | None]]:
+        """BTHome: (node, counter, address) of every adopted BTHome device's counter."""
+        assert self._db is not None
+        return list(self._db.execute("SELECT node, counter, address FROM bthome"))
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._db is not None:
@@ -198,6 +214,10 @@ class Store:
         """done(rowid): the newest history row once everything handed over before this call
         is committed (MQTT: how far history is safe with the broker, see mqtt/catchup.py)."""
         self._send("rowid", None, 0, done, failed)
+
+    def put_bthome(self, rows: list[tuple[int, int | None, str | None]]) -> None:
+        """BTHome: (node, counter, address), committed no later than the writes after it."""
+        self._send("bthome", rows, 0, None)
 
     def delete_node(self, num: int) -> None:
         self._send("delete", num, 0, None)
@@ -446,9 +466,12 @@ def _apply(db: sqlite3.Connection, op: str, arg: Any) -> Any:
         )
     elif op == "rowid":
         return db.execute("SELECT coalesce(max(rowid), 0) FROM history").fetchone()[0]
+    elif op == "bthome":  # BTHome
+        db.executemany("INSERT OR REPLACE INTO bthome (node, counter, address) VALUES (?,?,?)",
+                       arg)  # fmt: skip
     elif op == "delete":
         for table, col in (("nodes", "num"), ("state", "node"), ("history", "node"),
-                           ("broadcast", "node")):  # fmt: skip
+                           ("broadcast", "node"), ("bthome", "node")):  # fmt: skip
             db.execute(f"DELETE FROM {table} WHERE {col} = ?", (arg,))
     elif op == "maintain":
         retention_s, after_s, bucket = arg

@@ -165,17 +165,26 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive, metavar="N", help="at most N values (1000)")
     client("pending", "list nodes waiting to be adopted")
     p = client("adopt", "adopt a node by its id and key (also before it is seen)")
-    p.add_argument("node_id", metavar="NODE_ID", help="16 hex digits")
-    p.add_argument("--key", required=True, metavar="HEX", help="the node key, 32 hex digits")
+    p.add_argument("node_id", metavar="NODE_ID", nargs="?", help="16 hex digits")
+    p.add_argument("--key", metavar="HEX", help="the node key, 32 hex digits")
     p.add_argument("--name")
     p.add_argument("--room")
+    # BTHome: a BTHome v2 sensor of another make, by its MAC (gateway/ble/bthome.py)
+    p.add_argument("--bthome", metavar="MAC", help="a BTHome v2 sensor: its Bluetooth address")
+    p.add_argument("--bindkey", metavar="HEX", help="its BTHome bindkey, 32 hex digits")
+    p.add_argument(
+        "--insecure", action="store_true", help="unencrypted BTHome: no bindkey (spoofable)"
+    )
     _provisioning_parsers(sub)  # flash, node create, emulate (below)
     _ota_parsers(sub, client)  # OTA: ota, bundle (below)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "adopt":
+        _adopt_usage(parser, args)
     if args.command == "demo":
         from kithnet.tools import demo
 
@@ -253,6 +262,11 @@ def _provisioning_parsers(sub: Any) -> None:
     node.add_argument("--mpy", action="store_true", help="compile the firmware with mpy-cross")
     node.add_argument("--rotate-key", action="store_true", help="give the node a new key")
     node.add_argument("--mdns", choices=("full", "announce", "off"), help="DNS-SD mode")
+    node.add_argument(  # BTHome: what a BLE node advertises (config "ble": {"adv": ...})
+        "--ble-adv", choices=("kithnet", "bthome", "both"),
+        help="a BLE node advertising kithnet frames, BTHome v2 (Home Assistant without a "
+        "gateway; the bindkey is printed) or both",
+    )  # fmt: skip
 
     f = sub.add_parser(
         "flash", parents=[node, gw], help="provision a MicroPython board on a serial port"
@@ -271,6 +285,9 @@ def _provisioning_parsers(sub: Any) -> None:
     )
     c.add_argument("dir", metavar="DIR")
     c.add_argument("--port", type=int, metavar="N", help="the node's UDP port (default: free)")
+    # BTHome: the bindkey to type into Home Assistant's BTHome integration
+    k = nsub.add_parser("bindkey", help="the BTHome bindkey of a board directory's node")
+    k.add_argument("dir", metavar="DIR", help="a board directory, or its config.json")
 
     e = sub.add_parser(
         "emulate", parents=[gw], help="run N virtual boards provisioned into a gateway"
@@ -290,6 +307,8 @@ def _provisioning_parsers(sub: Any) -> None:
 
 
 def _provisioning(args: argparse.Namespace) -> int:
+    if getattr(args, "node_command", None) == "bindkey":  # BTHome
+        return _node_bindkey(args)
     if args.no_register and (args.gateway or args.gateway_data):
         print(f"kithnet {args.command}: --no-register and --gateway/--gateway-data exclude "
               "each other", file=sys.stderr)  # fmt: skip
@@ -309,6 +328,40 @@ def _provisioning(args: argparse.Namespace) -> int:
     return _node_create(args)
 
 
+def _node_bindkey(args: argparse.Namespace) -> int:
+    """`kithnet node bindkey DIR`: the key Home Assistant's BTHome integration asks for."""
+    from kithnet.tools import provision as P
+
+    path = Path(args.dir)
+    path = path / P.CONFIG if path.is_dir() else path
+    try:
+        key, adv = P.bindkey(path.read_text())
+    except OSError as e:
+        print(f"kithnet node bindkey: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return 1
+    except P.ProvisionError as e:
+        print(f"kithnet node bindkey: {path}: {e}", file=sys.stderr)
+        return 1
+    print(key)
+    if adv not in ("bthome", "both"):
+        why = "it has no BLE section" if adv == "off" else f"its ble.adv is {adv!r}"
+        print(
+            f"kithnet node bindkey: note: this node does not advertise BTHome ({why}); "
+            "flash or create it with --ble-adv bthome or both",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _print_bindkey(config: Path) -> None:
+    """After flash / node create with BTHome on: the bindkey, once, with what to do."""
+    from kithnet.tools import provision as P
+
+    key, adv = P.bindkey(config.read_text())
+    if adv in ("bthome", "both"):
+        print(f"BTHome bindkey (Home Assistant, BTHome integration): {key}")
+
+
 def _node_create(args: argparse.Namespace) -> int:
     from kithnet.tools import provision as P
     from kithnet.tools.emulate import udp_port
@@ -316,7 +369,7 @@ def _node_create(args: argparse.Namespace) -> int:
 
     opts = P.Options(
         kind=args.type, name=args.name, room=args.room, gateway_udp=args.gateway_udp,
-        mdns=args.mdns, mpy=args.mpy, port=args.port or udp_port(),
+        mdns=args.mdns, mpy=args.mpy, port=args.port or udp_port(), ble_adv=args.ble_adv,
     )  # fmt: skip
     try:
         opts.check()
@@ -330,6 +383,7 @@ def _node_create(args: argparse.Namespace) -> int:
            "rotated": "its id kept, a new key"}[ident.origin]  # fmt: skip
     print(f"created {args.name!r} ({args.type}, node {ident.id}, {how}) in {args.dir}")
     print(f"registered in {reg.where}" if reg else "not registered (--no-register)")
+    _print_bindkey(Path(args.dir) / P.CONFIG)  # BTHome
     print(f"boot it: cd {args.dir} && micropython main.py")
     return 0
 
@@ -519,8 +573,25 @@ async def _pending(c: Any, args: argparse.Namespace) -> Any:
     return _table([k.upper() for k in cols] + ["LAST SEEN"], rows)
 
 
+def _adopt_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """adopt NODE_ID --key HEX, or (BTHome) adopt --bthome MAC --bindkey HEX | --insecure."""
+    if args.bthome:
+        if args.node_id or args.key:
+            parser.error("adopt --bthome takes a MAC and --bindkey, not a node id and --key")
+        if bool(args.bindkey) == args.insecure:
+            parser.error("adopt --bthome needs --bindkey HEX, or --insecure for an unencrypted one")
+    elif args.bindkey or args.insecure:
+        parser.error("--bindkey and --insecure go with --bthome MAC")
+    elif not args.node_id or not args.key:
+        parser.error("adopt needs NODE_ID and --key HEX (or --bthome MAC --bindkey HEX)")
+
+
 async def _adopt(c: Any, args: argparse.Namespace) -> Any:
-    dev = await c.adopt(args.node_id, args.key, name=args.name, room=args.room)
+    if args.bthome:  # BTHome
+        dev = await c.adopt_bthome(args.bthome, args.bindkey, args.insecure, name=args.name,
+                                   room=args.room)  # fmt: skip
+    else:
+        dev = await c.adopt(args.node_id, args.key, name=args.name, room=args.room)
     if args.json:
         return dev
     return f"adopted {dev['name']} ({dev['id']})"

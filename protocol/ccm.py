@@ -6,14 +6,17 @@
 # ever runs AES forward, so one ECB object serves both the CBC-MAC and the CTR
 # keystream. On CPython the portable code runs on cryptography's ECB for testing, and
 # seal/open use cryptography's AESCCM instead (the fast path), with identical results.
+#
+# seal/open take an optional tag length (CCM's M: 4, 6, ..., 16), for BTHome v2's 4-byte
+# MIC (firmware/node/bthome.py; protocol/vectors/ccm4.json). kithnet frames never pass one:
+# their 8-byte path is the code it was, with B0's flags computed from the tag length.
 
 import sys
 
 from .errors import AUTH, LIMIT, ProtocolError
 from .limits import KEY_LEN, NONCE_LEN, TAG_LEN
 
-_FLAGS_MAC = 0x40 | (((TAG_LEN - 2) // 2) << 3) | (15 - NONCE_LEN - 1)  # Adata, M', L'
-_FLAGS_CTR = 15 - NONCE_LEN - 1
+_FLAGS_CTR = 15 - NONCE_LEN - 1  # L'; B0's flags: Adata, M' = (tag - 2) / 2 and L' (_mac)
 
 if sys.implementation.name == "micropython":
     import cryptolib
@@ -28,20 +31,22 @@ else:
     from .ccm_fast import ecb
 
 
-def _check(key, nonce):
+def _check(key, nonce, tag):
+    if tag & 1 or not 3 < tag < 17:
+        raise ProtocolError(LIMIT, "AES-CCM tag must be 4, 6, ... or 16 bytes")
     if len(key) != KEY_LEN:
         raise ProtocolError(LIMIT, "AES-CCM key must be %d bytes" % KEY_LEN)
     if len(nonce) != NONCE_LEN:
         raise ProtocolError(LIMIT, "AES-CCM nonce must be %d bytes" % NONCE_LEN)
 
 
-def _mac(aes, nonce, aad, msg):
+def _mac(aes, nonce, aad, msg, tag):
     """CBC-MAC over B0, the length-prefixed AAD and the message, zero padded."""
     n = len(msg)
     if n > 0xFFFF or len(aad) >= 0xFF00:
         raise ProtocolError(LIMIT, "message or associated data too long for CCM")
     buf = bytearray(16)
-    buf[0] = _FLAGS_MAC if aad else _FLAGS_MAC & 0x3F
+    buf[0] = (0x40 if aad else 0) | ((tag - 2) << 2) | _FLAGS_CTR
     buf[1 : 1 + NONCE_LEN] = nonce
     buf[14] = n >> 8
     buf[15] = n & 0xFF
@@ -75,23 +80,23 @@ def _keystream(aes, nonce, nblocks):
     return out
 
 
-def portable_seal(key, nonce, plaintext, aad):
-    _check(key, nonce)
+def portable_seal(key, nonce, plaintext, aad, tag=TAG_LEN):
+    _check(key, nonce, tag)
     aes = ecb(key)
     n = len(plaintext)
-    t = _mac(aes, nonce, aad, plaintext)
+    t = _mac(aes, nonce, aad, plaintext, tag)
     s = _keystream(aes, nonce, (n + 15) // 16)
-    out = bytearray(n + TAG_LEN)
+    out = bytearray(n + tag)
     for j in range(n):
         out[j] = plaintext[j] ^ s[16 + j]
-    for j in range(TAG_LEN):
+    for j in range(tag):
         out[n + j] = t[j] ^ s[j]
     return bytes(out)
 
 
-def portable_open(key, nonce, sealed, aad):
-    _check(key, nonce)
-    n = len(sealed) - TAG_LEN
+def portable_open(key, nonce, sealed, aad, tag=TAG_LEN):
+    _check(key, nonce, tag)
+    n = len(sealed) - tag
     if n < 0:
         raise ProtocolError(AUTH, "sealed data shorter than the tag")
     aes = ecb(key)
@@ -99,9 +104,9 @@ def portable_open(key, nonce, sealed, aad):
     msg = bytearray(n)
     for j in range(n):
         msg[j] = sealed[j] ^ s[16 + j]
-    t = _mac(aes, nonce, aad, msg)
+    t = _mac(aes, nonce, aad, msg, tag)
     diff = 0
-    for j in range(TAG_LEN):
+    for j in range(tag):
         diff |= (t[j] ^ s[j]) ^ sealed[n + j]
     if diff:
         raise ProtocolError(AUTH, "tag mismatch")

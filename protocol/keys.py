@@ -17,6 +17,7 @@ KEY_LEN = 16
 _SESSION_INFO = b"kithnet/1 session"
 _BROADCAST_INFO = b"kithnet/1 broadcast"
 _PROOF_AAD = b"kithnet/1 challenge"
+_BTHOME_INFO = b"kithnet/1 bthome"  # node/ble_setup.py holds a copy (test_bthome_node)
 
 
 def session_keys(node_key, node_id, node_nonce, gw_nonce, sid, hello):
@@ -32,6 +33,17 @@ def broadcast_key(node_key, node_id):
     if len(node_key) != KEY_LEN:
         raise ProtocolError(LIMIT, "node key must be %d bytes" % KEY_LEN)
     return hkdf(bytes(node_key), b"", _BROADCAST_INFO + bytes(node_id), KEY_LEN)
+
+
+def bthome_key(node_key, node_id):
+    """The BTHome v2 bindkey a node in BTHome mode seals its advertisements with (SPEC 13.2).
+
+    Its own HKDF label, so it is neither the node key nor K_b: handing it to Home Assistant
+    lets that read the node's readings and nothing else (HKDF outputs under distinct labels
+    are independent)."""
+    if len(node_key) != KEY_LEN:
+        raise ProtocolError(LIMIT, "node key must be %d bytes" % KEY_LEN)
+    return hkdf(bytes(node_key), b"", _BTHOME_INFO + bytes(node_id), KEY_LEN)
 
 
 def challenge_proof(gw_key, node_id):

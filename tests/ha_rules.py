@@ -151,6 +151,13 @@ SENSOR_CLASSES = {
     "current": ({"mA", "A"}, {"measurement"}),
     "signal_strength": ({"dB", "dBm"}, {"measurement"}),
     "duration": ({"d", "h", "min", "s", "ms"}, {"measurement", "total", "total_increasing"}),
+    # vendor kinds of BTHome sensors (mqtt/discovery.py VENDOR_SENSORS)
+    "pressure": (
+        {"Pa", "hPa", "kPa", "bar", "cbar", "mbar", "mmHg", "inHg", "psi"},
+        {"measurement"},
+    ),
+    "carbon_dioxide": ({"ppm"}, {"measurement"}),
+    "moisture": ({"%"}, {"measurement"}),
     "enum": ({None}, set()),
 }
 STATE_CLASSES = {"measurement", "measurement_angle", "total", "total_increasing"}

@@ -18,6 +18,8 @@ def test_ble_adv_quick_reports_every_figure():
     # SPEC 13 and the BTHome v2 format, exactly: one to three readings fit 31 bytes.
     assert [result[f"adv_bytes_{n}"] for n in (1, 2, 3)] == [24, 28, 31]
     assert [result[f"bthome_bytes_{n}"] for n in (1, 2, 3)] == [19, 22, 24]
+    # BTHome as our node sends it (no Flags: 3 bytes less; a packet id: 2 more).
+    assert [result[f"adv_bytes_bthome_{n}"] for n in (1, 2, 3)] == [18, 21, 23]
     # Every advertisement went through bleak's callback into the state path, none refused.
     assert result["complete"] and result["accepted"] == result["advertisements"]
     assert not result["dropped"]

@@ -260,7 +260,11 @@ def test_other_makes_are_ignored_without_noise(lab, caplog):
     mine = [
         r for r in caplog.records if r.name.startswith("kithnet") and r.levelno >= logging.WARNING
     ]
-    assert len(mine) <= 1, [r.getMessage() for r in mine]  # the unknown kithnet node, once
+    # The unknown kithnet node, once; the BTHome sensor (another make's, not adopted) is
+    # listed as pending once (gateway/ble/bthome.py), not once per advertisement.
+    bt = [r for r in mine if "BTHome" in r.getMessage()]
+    assert len(mine) - len(bt) <= 1 and len(bt) <= 1, [r.getMessage() for r in mine]
+    assert any(p["type"] == "bthome" for p in lab.gw.call(lab.gw.gw.pending))
     assert after.get("ble_dropped_malformed", 0) + after.get("ble_dropped_unknown_node", 0) >= 20
 
 

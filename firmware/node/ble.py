@@ -49,7 +49,10 @@ class Ble:
     session), adv_ms, burst_ms, radio, bkey (K_b), value and mark (the broadcast counter),
     rtc (the counter rides in RTC memory: a node without Wi-Fi), advs (advertising data of
     the latest message(s)), i (the one on the air), switch_at, posted, conn (the GATT
-    connection the Link speaks over), handle, connectable, pair_until."""
+    connection the Link speaks over), handle, connectable, pair_until; bt: None, or with
+    BTHome (SPEC 13.2) [bindkey, kithnet frames too, BTHome advertisements in advs]."""
+
+    bt = None
 
     def next(self):
         """The next broadcast sequence number (SPEC 5.5): a mark is stored before any number
@@ -74,6 +77,10 @@ class Ble:
     def post(self, mtype, body, con=False):
         """A report or an event, as the advertisements that carry it from now on; with
         Wi-Fi, to the gateway's session as well."""
+        if self.bt:  # BTHome (SPEC 13.2): node/bthome.py, loaded for this and dropped
+            __import__("node.bthome", None, None, ["post"]).post(self, mtype, body, con)
+            unload("node.bthome")
+            return
         piv = len(frame.piv_bytes(min(self.value + 8, frame.MAX_SEQ)))
         room = _FRAME_MAX - 1 - frame.KID_LEN - piv - frame.TAG_LEN
         msgs = []
@@ -121,6 +128,9 @@ class Ble:
         type(link).tick(link, now)
         if len(self.advs) > 1 and time.ticks_diff(now, self.switch_at) >= 0:
             self.i = (self.i + 1) % len(self.advs)
+            if not self.i and self.bt and self.bt[2] > 1:  # BTHome split: sealed anew each turn
+                __import__("node.bthome", None, None, ["turn"]).turn(self)
+                unload("node.bthome")
             self.advertise(now)
 
     def configure(self, settings):

@@ -60,6 +60,14 @@ def setup(node):
     # K_b (SPEC 5.4, protocol/keys.broadcast_key) on kdf.py alone: keys.py is 3 KB more
     kdf = __import__("protocol.kdf", None, None, ["hkdf"])
     b.bkey = kdf.hkdf(cfg["key"], b"", b"kithnet/1 broadcast" + cfg["node_id"], 16)
+    # -- BTHome (SPEC 13.2): "adv" is "kithnet" (default), "bthome" or "both" ------------
+    adv = c.get("adv", "kithnet")
+    if adv != "kithnet":  # the bindkey (keys.bthome_key); node/bthome.py runs at each report
+        b.bt = [kdf.hkdf(cfg["key"], b"", b"kithnet/1 bthome" + cfg["node_id"], 16),
+                adv == "both", 0]  # fmt: skip
+        __import__("node.bthome")  # its names interned now, on a young heap, then dropped
+        unload("node.bthome")
+    # -- end BTHome ----------------------------------------------------------------------
     unload("protocol.kdf")
     counter(b, not b.wifi)
     b.advs = []

@@ -76,7 +76,8 @@ def check(cfg):
 
 def _ble(b):
     """The "ble" section: {"interval_s", "wifi", "connectable", "pair_s", "adv_ms",
-    "burst_ms"}, all optional (node/ble.py has the defaults)."""
+    "burst_ms", "adv"}, all optional (node/ble.py has the defaults; "adv": what the
+    advertisements carry, "kithnet" frames, "bthome" (node/bthome.py) or "both")."""
     if b is None:
         return
     if not isinstance(b, dict):
@@ -90,3 +91,5 @@ def _ble(b):
     for k in ("wifi", "connectable"):
         if not isinstance(b.get(k, False), bool):
             raise ConfigError("ble.%s must be true or false" % k)
+    if b.get("adv", "kithnet") not in ("kithnet", "bthome", "both"):  # SPEC 13.2
+        raise ConfigError('ble.adv must be "kithnet", "bthome" or "both"')

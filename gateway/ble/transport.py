@@ -8,7 +8,8 @@ frame under each one's broadcast key with that node's replay window (SPEC 5.5, 7
 of an advertisement are duplicates, older ones replays, both dropped; the windows are
 persisted in the registry (store.py, table broadcast) before the readings they let in, so
 a replay is refused after a gateway restart too. Advertisements of other makes (another
-company id, BTHome's service data, anything else) are counted and otherwise ignored.
+company id, anything else) are counted and otherwise ignored, except BTHome v2 service
+data (UUID 0xFCD2), which goes to bthome.py (BTHome sensors of other makes, adopted).
 
 GATT: a command (Gateway.set), a config-set (Wi-Fi provisioning) or the first contact
 with a node whose capabilities are unknown connects with bleak-retry-connector's
@@ -37,6 +38,7 @@ from kithnet.protocol.replay import ReplayWindow
 
 from ..devices import Device
 from ..errors import CommandError
+from . import bthome
 from .gatt import Connection, GattSessions
 from .virtual import backends
 
@@ -159,6 +161,7 @@ class BleTransport:
                 st.window.highest = highest
                 st.window.bits = int.from_bytes(bits, "big")
                 st.address, st.due = address, due
+        self.bthome = bthome.BTHome(self)  # BTHome: sensors of other makes (bthome.py)
 
     # -- life ------------------------------------------------------------------------
 
@@ -170,7 +173,9 @@ class BleTransport:
 
             pattern = OrPattern(0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA,
                                 _COMPANY.to_bytes(2, "little"))  # fmt: skip
-            kw["bluez"] = {"or_patterns": [pattern]}
+            # BTHome: its service data too (UUID 0xFCD2, little-endian)
+            bt = OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\xd2\xfc")
+            kw["bluez"] = {"or_patterns": [pattern, bt]}
         else:
             kw["backend"] = self.scanner_backend
         self.scanner = BleakScanner(self.on_advertisement, None, "passive", **kw)
@@ -221,6 +226,8 @@ class BleTransport:
             self._kid_n, self._kid_at = len(devs), now
             by: dict[int, list[Device]] = {}
             for d in devs.values():
+                if d.type == bthome.TYPE:  # BTHome devices send no kithnet frames
+                    continue
                 by.setdefault((d.node_id[0] << 8) | d.node_id[1], []).append(d)
             self.by_kid = by
             found = by.get(kid)
@@ -243,6 +250,9 @@ class BleTransport:
         data = adv.manufacturer_data.get(_COMPANY)
         if data is None:
             self.counts["foreign"] += 1  # another make's: not ours to judge or log
+            svc = adv.service_data.get(bthome.UUID)  # BTHome: unless it is a BTHome sensor
+            if svc is not None:
+                self.bthome.on_advertisement(device.address, adv.local_name, adv.rssi, svc)
             return
         try:
             p = frame.parse(data)
@@ -477,4 +487,5 @@ class BleTransport:
             out[f"ble_dropped_{k.replace('-', '_')}"] = v
         for k, v in self.gatt.stats().items():
             out[f"ble_gatt_{k}"] = v
+        out.update(self.bthome.stats())  # BTHome
         return out

@@ -19,6 +19,7 @@ stable for as long as the node is. Every entity is available only while both the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +91,19 @@ def gateway_object_id(gateway_id: str) -> str:
     return f"kithnet_gw_{gateway_id}"
 
 
+# Vendor kinds that are a quantity Home Assistant knows (BTHome sensors' pressure, CO2, soil
+# moisture): by the capability's label (less a _2 of a second one), when its unit is one
+# that Home Assistant takes with that device class.
+VENDOR_SENSORS = {"pressure": {"hPa", "mbar", "Pa", "kPa", "bar"}, "carbon_dioxide": {"ppm"},
+                  "moisture": {"%"}}  # fmt: skip
+_NTH = re.compile(r"_\d+$")
+
+
 def _vendor(cap: model.Capability) -> Entity:
     """A kind this table does not list (a vendor kind): by its value type."""
+    base = _NTH.sub("", cap.label)
+    if cap.vtype == model.INT and not cap.writable and cap.unit in VENDOR_SENSORS.get(base, ()):
+        return Entity("sensor", base, "measurement", cap.unit)
     if cap.vtype == model.BOOL:
         return Entity("switch" if cap.writable else "binary_sensor")
     if cap.vtype == model.EVENT:
@@ -310,7 +322,7 @@ def device_config(dev: Device, view: NodeView, t: Topics) -> dict[str, Any]:
         device["suggested_area"] = dev.room
     return {
         "dev": device,
-        "o": ORIGIN,
+        "o": dict(ORIGIN),  # a copy: a caller that edits its payload leaves ORIGIN alone
         "availability": [{"topic": t.gateway_availability}, {"topic": view.availability}],
         "availability_mode": "all",
         "qos": 1,
