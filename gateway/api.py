@@ -273,6 +273,24 @@ async def set_values(request: web.Request) -> web.Response:
     return web.json_response(result, status=202 if result.get("status") == "queued" else 200)
 
 
+NODE_SETTINGS = {"interval", "name", "wifi"}  # what the firmware takes (node/runtime.py, ble.py)
+
+
+async def get_config(request: web.Request) -> web.Response:
+    with _facade():
+        values = await _gw(request).node_config(request.match_info["ref"])
+    return web.json_response(values)
+
+
+async def patch_config(request: web.Request) -> web.Response:
+    data = await _body(request, NODE_SETTINGS)
+    if not data:
+        raise ApiError(400, "bad_request", "the body must be a non-empty object of settings")
+    with _facade():
+        values = await _gw(request).node_config(request.match_info["ref"], data)
+    return web.json_response(values)
+
+
 async def history(request: web.Request) -> web.Response:
     since, until = _number(request, "since"), _number(request, "until")
     raw = request.query.get("limit", "1000")
@@ -485,6 +503,8 @@ def make_app(gw: Any, token: str) -> web.Application:
     r.add_get("/api/devices/{ref}/state", get_state, allow_head=False)
     r.add_post("/api/devices/{ref}/set", set_values)
     r.add_get("/api/devices/{ref}/history/{cap}", history, allow_head=False)
+    r.add_get("/api/devices/{ref}/config", get_config, allow_head=False)
+    r.add_patch("/api/devices/{ref}/config", patch_config)
     r.add_get("/api/pending", list_pending, allow_head=False)
     r.add_post("/api/pending/{id}/adopt", adopt_pending)
     r.add_post("/api/bthome", add_bthome)  # BTHome sensors of other makes

@@ -116,6 +116,13 @@ class Client:
             body["fade_ms"] = fade_ms
         return await self.request("POST", f"/api/devices/{_seg(ref)}/set", body)
 
+    async def node_config(self, ref: str, values: dict[str, Any] | None = None) -> dict:
+        """The node's own settings; with values, set those first (PATCH)."""
+        path = f"/api/devices/{_seg(ref)}/config"
+        if values is None:
+            return await self.request("GET", path)
+        return await self.request("PATCH", path, values)
+
     async def history(
         self,
         ref: str,

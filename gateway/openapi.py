@@ -174,6 +174,41 @@ _SCHEMAS: dict[str, Any] = {
             "fade_ms": {"type": "integer", "minimum": 0},
         },
     },
+    "NodeSettings": {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "interval": {
+                "type": "integer",
+                "minimum": 5,
+                "maximum": 86400,
+                "description": "seconds between full reports",
+            },
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 63,
+                "description": "the name the node gives itself (its hello)",
+            },
+            "wifi": {
+                "type": "object",
+                "description": "a BLE node's Wi-Fi credentials, used from its next boot",
+                "required": ["ssid"],
+                "additionalProperties": False,
+                "properties": {
+                    "ssid": {"type": "string", "minLength": 1, "maxLength": 32},
+                    "password": {"type": "string", "maxLength": 64, "writeOnly": True},
+                },
+            },
+        },
+    },
+    "NodeConfig": {
+        "type": "object",
+        "description": "what the node reports of itself: name, interval, and counters "
+        "(dropped, buffered, lost, faults, mem_free); never a password",
+        "additionalProperties": True,
+    },
     "SetResult": {
         "type": "object",
         "required": ["status"],
@@ -389,6 +424,24 @@ _PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("SetResult"), "applied by the node"),
                 "202": _json(_ref("SetResult"), "queued for a sleeping node"),
+                **_errors(400, 401, 404, 409, 503, 504),
+            },
+        },
+    },
+    "/api/devices/{ref}/config": {
+        "parameters": [_REF],
+        "get": {
+            "summary": "The node's own settings, asked of the node (config-get)",
+            "responses": {
+                "200": _json(_ref("NodeConfig"), "what the node answered"),
+                **_errors(401, 404, 409, 503, 504),
+            },
+        },
+        "patch": {
+            "summary": "Set some of the node's own settings (config-set), kept by the node",
+            "requestBody": _body(_ref("NodeSettings")),
+            "responses": {
+                "200": _json(_ref("NodeConfig"), "the node's settings after the change"),
                 **_errors(400, 401, 404, 409, 503, 504),
             },
         },

@@ -607,6 +607,37 @@ class Gateway:
             raise CommandError(504, f"{dev.name} did not answer the command ({e})") from None
         return {"status": "applied", "state": self._applied(dev, res)}
 
+    async def node_config(self, ref: str, values: dict[str, Any] | None = None) -> dict:
+        """The node's own settings (config-get), or set some (config-set: "interval",
+        "name"; over BLE also "wifi": {"ssid", "password"}): its answer's values."""
+        dev = self._find(ref)
+        if values is not None and (not isinstance(values, dict) or not values):
+            raise CommandError(400, "values must be a non-empty object")
+        if dev.type == "bthome":  # BTHome: one way, nothing to ask
+            raise CommandError(409, f"{dev.name} is a BTHome sensor: it has no settings to read")
+        mtype, body = M.CONFIG_GET, {}
+        if values is not None:
+            mtype, body = M.CONFIG_SET, {M.CFG_VALUES: values}
+        if self.ble is not None and self.ble.serves(dev):  # BLE: over GATT
+            _, res = await self.ble.request(dev, mtype, body)
+        else:
+            awake = dev.last_seen is not None and time.time() - dev.last_seen < _AWAKE_S
+            if dev.sleepy and not (awake and dev.session is not None):
+                why = "its settings are read and set only while it is awake (after a report)"
+                raise CommandError(409, f"{dev.name} is asleep: {why}")
+            if dev.session is None or not dev.online:
+                raise CommandError(503, f"{dev.name} is offline ({dev.reason})")
+            try:
+                timeout = self.config.command_timeout_s
+                _, res = await self.sessions.request(dev, mtype, body, timeout)
+            except (TimeoutError, ConnectionError) as e:
+                raise CommandError(504, f"{dev.name} did not answer ({e})") from None
+        code = res.get(M.CODE, 0)
+        if code:
+            why = f" ({res[M.TEXT]})" if M.TEXT in res else ""
+            raise CommandError(409, f"{dev.name} refused: {errors.name(code)}{why}")
+        return dict(res.get(M.CFG_VALUES, {}))
+
     def _applied(self, dev: Device, res: dict) -> dict:
         code = res.get(M.CODE, 0)
         if code:

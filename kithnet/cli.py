@@ -49,6 +49,13 @@ def parse_value(text: str) -> bool | int | float | str:
     return v if math.isfinite(v) else text
 
 
+def _setting(text: str) -> tuple[str, bool | int | float | str]:
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value if key == "name" else parse_value(value)
+
+
 def _since(text: str) -> float:
     """Unix time from SECONDS_AGO (a number) or an ISO date/time (local time if no zone)."""
     try:
@@ -163,6 +170,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "--since", type=_since, metavar="ISO|SECONDS_AGO", help="e.g. 3600 or 2024-05-01T08:00"
     )
     p.add_argument("--limit", type=_positive, metavar="N", help="at most N values (1000)")
+    p = client("config", "a node's own settings: kithnet config 'Hall sensor' interval=60")
+    p.add_argument("name", help="device name or node id")
+    p.add_argument("settings", nargs="*", type=_setting, metavar="KEY=VALUE",
+                   help="interval (5..86400 s between reports), name; none: show")  # fmt: skip
+    p = client("wifi", "give a BLE node Wi-Fi credentials, sealed over BLE (from its next boot)")
+    p.add_argument("name", help="device name or node id")
+    p.add_argument("ssid")
+    p.add_argument("--password", metavar="PASS|-", default="",
+                   help="the network's password; - reads it from standard input")  # fmt: skip
     client("pending", "list nodes waiting to be adopted")
     p = client("adopt", "adopt a node by its id and key (also before it is seen)")
     p.add_argument("node_id", metavar="NODE_ID", nargs="?", help="16 hex digits")
@@ -552,6 +568,19 @@ async def _set(c: Any, args: argparse.Namespace) -> Any:
     return "applied: " + ", ".join(f"{k} = {_show(v)}" for k, v in state.items())
 
 
+async def _config(c: Any, args: argparse.Namespace) -> Any:
+    values = await c.node_config(args.name, dict(args.settings) if args.settings else None)
+    if args.json:
+        return values
+    return _table(["SETTING", "VALUE"], [[k, _show(v)] for k, v in sorted(values.items())])
+
+
+async def _wifi(c: Any, args: argparse.Namespace) -> Any:
+    password = sys.stdin.readline().rstrip("\r\n") if args.password == "-" else args.password
+    await c.node_config(args.name, {"wifi": {"ssid": args.ssid, "password": password}})
+    return f"{args.name} joins {args.ssid!r} from its next boot (the password is not read back)"
+
+
 async def _history(c: Any, args: argparse.Namespace) -> Any:
     points = await c.history(args.name, args.capability, since=args.since, limit=args.limit)
     if args.json:
@@ -602,6 +631,8 @@ COMMANDS: dict[str, Command] = {
     "state": _state,
     "set": _set,
     "history": _history,
+    "config": _config,
+    "wifi": _wifi,
     "pending": _pending,
     "adopt": _adopt,
     "ota": _ota,  # OTA

@@ -355,6 +355,9 @@ def test_bad_requests_get_4xx_with_a_reason(gw, nodes):
         ("GET", f"{dev}/history/colour", None, None, 404, "colour"),
         ("GET", "/api/devices/nobody/history/power", None, None, 404, "nobody"),
         ("GET", "/api/devices/nobody", None, None, 404, "nobody"),
+        ("GET", "/api/devices/nobody/config", None, None, 404, "nobody"),
+        ("PATCH", f"{dev}/config", {}, None, 400, "non-empty"),
+        ("PATCH", f"{dev}/config", {"intervall": 60}, None, 400, "'intervall'"),
         ("GET", "/api/devices/nobody/state", None, None, 404, "nobody"),
         ("DELETE", "/api/devices/nobody", None, None, 404, "nobody"),
         ("PATCH", dev, {"name": 5}, None, 400, "'name'"),
@@ -409,6 +412,8 @@ def test_command_to_an_offline_node_is_503(tmp_path):
     with serve(tmp_path) as g:  # a restarted gateway knows the node, which is not back
         set_ = f"/api/devices/{node.id}/set"
         status, body, _ = http(g, "POST", set_, {"values": {"switch": True}})
+        assert (status, body["error"]) == (503, "unavailable") and "offline" in body["reason"]
+        status, body, _ = http(g, "GET", f"/api/devices/{node.id}/config")
         assert (status, body["error"]) == (503, "unavailable") and "offline" in body["reason"]
 
 
@@ -469,6 +474,8 @@ def test_sleeping_node_gets_a_queued_command_when_it_wakes(gw, nodes):
     status, body, _ = http(gw, "POST", set_, {"values": {"switch": True}})
     assert (status, body) == (202, {"status": "queued"})
     assert node.commands == []
+    status, body, _ = http(gw, "GET", f"/api/devices/{node.id}/config")  # not queued: asked
+    assert status == 409 and "asleep" in body["reason"]
     node.report({2: 130})  # it wakes
     wait(lambda: node.commands)
     assert node.commands == [{1: True}]

@@ -12,6 +12,8 @@ Wi-Fi provisioning over GATT).
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import sqlite3
@@ -25,6 +27,8 @@ from kithnet.protocol.replay import ReplayWindow
 from kithnet.tools import board as B
 from kithnet.tools.radio import RadioClient, RadioServer
 from mqtt_broker import Broker, Watcher
+
+from kithnet import cli
 
 WAIT = 30
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,17 +237,22 @@ def test_gatt_command_reaches_the_node_and_comes_back_as_state(lab):
     lab.gw.wait(lambda: light.world.pwm_duty(18) + light.world.pwm_duty(19) > 0, WAIT)
 
 
-def test_wifi_credentials_provisioned_over_ble_sealed(lab):
+def test_wifi_credentials_provisioned_over_ble_sealed(lab, capsys, monkeypatch):
     light = lab.boards["light"]
     _state(lab, "Shed light", "switch")
-    dev = lab.gw.call(lab.gw.gw._find, "Shed light")
-    values = lab.gw.call(lab.gw.gw.ble.configure, dev,
-                         {"wifi": {"ssid": "Shed net", "password": "hunter2-hunter2"}})  # fmt: skip
-    assert "hunter2-hunter2" not in repr(values)  # never read back
+    # `kithnet wifi`: the API's config-set, over GATT in the node's session.
+    api = ["--url", f"http://127.0.0.1:{lab.gw.gw.http_port}", "--token", lab.gw.cfg.token]
+    monkeypatch.setattr("sys.stdin", io.StringIO("hunter2-hunter2\n"))
+    assert cli.main(["wifi", "Shed light", "Shed net", "--password", "-", *api]) == 0
+    out = capsys.readouterr().out
+    assert "Shed light joins 'Shed net' from its next boot" in out and "hunter2" not in out
     assert (light.path / "nvs" / "wifi.ssid").read_bytes() == b"sShed net"
     assert (light.path / "nvs" / "wifi.pass").read_bytes() == b"shunter2-hunter2"
+    assert cli.main(["config", "Shed light", "--json", *api]) == 0
+    values = json.loads(capsys.readouterr().out)
+    assert "hunter2-hunter2" not in repr(values) and values["name"]  # never read back
     # The node's heap with a GATT session up (config-get over GATT, like the Wi-Fi nodes').
-    free = lab.gw.call(lab.gw.gw.ble.configure, dev, {})["mem_free"]
+    free = lab.gw.call(lab.gw.gw.node_config, "Shed light")["mem_free"]
     lab.light_free = free
     assert free > 20 * 1024, f"{free} B free"
 

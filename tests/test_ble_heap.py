@@ -90,9 +90,8 @@ def _session_free(lab: Lab, kind: str) -> int:
         lab.gw.wait(lambda: (d := lab.gw.gw.device(name))["online"] and d["state"], WAIT)
     except TimeoutError:
         pytest.fail(f"{name} never came online:\n{lab.boards[kind].console()[-3000:]}")
-    dev = lab.gw.call(lab.gw.gw._find, name)
     for _ in range(8):
-        free = lab.gw.call(lab.gw.gw.ble.configure, dev, {})["mem_free"]
+        free = lab.gw.call(lab.gw.gw.node_config, name)["mem_free"]
     return free
 
 
@@ -120,9 +119,8 @@ def test_connectable_node_heap(lab, kind):
 def test_refused_wifi_credentials_change_nothing_and_leave_the_heap(lab):
     light = lab.boards["light"]
     before = _session_free(lab, "light")
-    dev = lab.gw.call(lab.gw.gw._find, "Heap light")
     with pytest.raises(CommandError, match="cannot set wifi"):
-        lab.gw.call(lab.gw.gw.ble.configure, dev, {"wifi": {"ssid": "x" * 33}})
+        lab.gw.call(lab.gw.gw.node_config, "Heap light", {"wifi": {"ssid": "x" * 33}})
     assert not (light.path / "nvs" / "wifi.ssid").exists()
     after = _session_free(lab, "light")
     # node/ble_setup.py (1.5 KB) was dropped again; a stale pointer on the C stack can hold

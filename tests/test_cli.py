@@ -263,5 +263,20 @@ def test_a_real_micropython_plug_through_the_cli(gw, capsys, tmp_path):
         assert rows["switch"][:2] == ["off", "rw"] and rows["power"][1:3] == ["W", "r"]
         assert run(capsys, "set", name, "switch", "on", *base)[1] == "applied: switch = on\n"
         assert http(gw, "GET", f"/api/devices/{node_id.hex()}/state")[1]["switch"]["value"]
+        # Its own settings, asked of the node in its session (config-get, config-set).
+        code, out, _ = run(capsys, "config", name, *base)
+        rows = dict(line.split(None, 1) for line in out.splitlines()[1:])
+        assert code == 0 and out.split()[:2] == ["SETTING", "VALUE"]
+        assert rows["name"] == "Kitchen plug" and int(rows["mem_free"]) > 0
+        code, out, _ = run(capsys, "config", name, "interval=45", "--json", *base)
+        assert code == 0 and json.loads(out)["interval"] == 45
+        assert (path / "nvs" / "cfg.interval").exists()  # kept across its reboots
+        code, _, err = run(capsys, "config", name, "interval=2", *base)
+        assert code == 1 and "Kitchen plug refused: bad-value (cannot set interval)" in err
+        code, _, err = run(capsys, "config", name, "colour=red", *base)
+        assert code == 1 and "unknown field 'colour'" in err
+        with pytest.raises(SystemExit) as e:
+            cli.main(["config", name, "interval", *base])
+        assert e.value.code == 2 and "'interval' is not KEY=VALUE" in capsys.readouterr().err
     finally:
         board.stop()

@@ -11,11 +11,11 @@ a replay is refused after a gateway restart too. Advertisements of other makes (
 company id, anything else) are counted and otherwise ignored, except BTHome v2 service
 data (UUID 0xFCD2), which goes to bthome.py (BTHome sensors of other makes, adopted).
 
-GATT: a command (Gateway.set), a config-set (Wi-Fi provisioning) or the first contact
-with a node whose capabilities are unknown connects with bleak-retry-connector's
-establish_connection, subscribes, writes BLE_OPEN, and runs the session engine of
-sessions.py over the connection (gatt.py). Connections close when idle. A sleeping node's
-command waits until it is next heard.
+GATT: a command (Gateway.set), a config-get or -set (Gateway.node_config, Wi-Fi
+provisioning too) or the first contact with a node whose capabilities are unknown connects
+with bleak-retry-connector's establish_connection, subscribes, writes BLE_OPEN, and runs
+the session engine of sessions.py over the connection (gatt.py). Connections close when
+idle. A sleeping node's command waits until it is next heard.
 """
 
 from __future__ import annotations
@@ -463,15 +463,6 @@ class BleTransport:
             return {"status": "queued"}
         _, res = await self.request(dev, M.COMMAND, body)
         return {"status": "applied", "state": self.gw._applied(dev, res)}
-
-    async def configure(self, dev: Device, values: dict[str, Any]) -> dict:
-        """config-set over GATT, sealed in the session: e.g. {"wifi": {"ssid", "password"}}
-        provisions a node's Wi-Fi over BLE. The node's answer's values, or CommandError."""
-        _, res = await self.request(dev, M.CONFIG_SET, {M.CFG_VALUES: values})
-        if res.get(M.CODE, 0):
-            raise CommandError(409, f"{dev.name} refused: {errors.name(res[M.CODE])}"
-                               + (f" ({res[M.TEXT]})" if M.TEXT in res else ""))  # fmt: skip
-        return res.get(M.CFG_VALUES, {})
 
     async def _deliver(self, dev: Device, st: _Node) -> None:
         states, st.queued = st.queued, {}
