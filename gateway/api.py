@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from . import dashboard  # the web dashboard: its pages need no token
 from .errors import CommandError
 from .openapi import OPENAPI
 from .ota_bundle import MAX_BUNDLE
@@ -89,7 +90,7 @@ def _bearer(request: web.Request) -> str | None:
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC:
+    if request.path in PUBLIC or request.path in dashboard.PATHS:
         return await handler(request)
     given = _bearer(request)
     if given is None:
@@ -525,7 +526,9 @@ async def start_api(gw: Any, host: str, port: int, token: str) -> web.AppRunner:
     The bound address is `runner.addresses[0]` (so the port is `runner.addresses[0][1]`);
     stop with `await runner.cleanup()`, which closes open WebSockets first.
     """
-    runner = web.AppRunner(make_app(gw, token), shutdown_timeout=5.0)
+    app = make_app(gw, token)
+    dashboard.add_routes(app)  # the web dashboard at /: pages beside the API, not in OpenAPI
+    runner = web.AppRunner(app, shutdown_timeout=5.0, access_log_class=dashboard.AccessLog)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

@@ -107,7 +107,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=None, help="stop this long after the nodes start"
     )
     demo.add_argument("--data", metavar="DIR", help="keep everything here (default: a temp dir)")
-    demo.add_argument("--http", metavar="HOST:PORT", type=_host_port, help="API address")
+    demo.add_argument(
+        "--http", metavar="HOST:PORT", type=_host_port, help="API and dashboard address"
+    )
     demo.add_argument(
         "--nodes-per-type", type=_positive, default=1, metavar="K", help="boards of each type (1)"
     )

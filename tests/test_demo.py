@@ -28,6 +28,7 @@ def test_demo_runs_the_gateway_with_every_device_type():
     token = re.search(r"^  token +(\S+)$", text, re.M).group(1)
     assert f"kithnet devices --url {url} --token {token}" in text
     assert f"curl -s -H 'Authorization: Bearer {token}' {url}/api/devices" in text
+    assert re.search(rf"^  dashboard {re.escape(url)}/#token={token}$", text, re.M)
     # Every type came online and its readings were printed.
     for kind in TYPES:
         assert re.search(rf"  online \({kind} [0-9a-f]{{16}} at 127\.0\.0\.1:\d+\)", text), kind

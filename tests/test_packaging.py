@@ -32,6 +32,9 @@ def test_wheel_installs_only_under_kithnet(tmp_path):
         "kithnet/protocol/kithnet.cddl",
         "kithnet/tools/protocol_demo.py",
         "kithnet/tools/mp_demo_node.py",
+        "kithnet/gateway/web/index.html",  # the dashboard
+        "kithnet/gateway/web/app.js",
+        "kithnet/gateway/web/style.css",
     ):
         assert path in names, path
     entry = next(n for n in names if n.endswith("entry_points.txt"))

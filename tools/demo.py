@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -299,6 +300,7 @@ class Demo:
             _say(f"  world    {sc.name}: a day at {sc.speed:g}x from {sc.clock()} (--world idle)")
         _say(f"  API      {url}")
         _say(f"  token    {gw.token}")
+        _say(f"  dashboard {url}/#token={urllib.parse.quote(gw.token, safe='')}")
         _say("try, in another terminal:")
         _say(f"  {exe} devices --url {url} --token {tok}")
         _say(f"  {exe} state {plug} --url {url} --token {tok}")
