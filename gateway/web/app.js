@@ -237,7 +237,15 @@ function onEvent(ev) {
   const d = devices.get(ev.node);
   switch (ev.type) {
     case "state":
-      if (!d) return;
+      if (!d) {
+        // A device this page has not loaded yet (adopted elsewhere a moment ago): load it,
+        // once; the gateway applied this state before it sent the event, so it comes along.
+        if (!loading.has(ev.node)) {
+          loading.add(ev.node);
+          reloadDevice(ev.node).finally(() => loading.delete(ev.node));
+        }
+        return;
+      }
       for (const [cap, value] of Object.entries(ev.values || {})) {
         d.state[cap] = { value, ts: ev.ts };
         updateRow(d.id, cap);
@@ -272,6 +280,7 @@ function onEvent(ev) {
   }
 }
 
+const loading = new Set(); // ids of devices being loaded because an event named them
 const deviceGen = new Map(); // device id -> number of its latest reload (older answers lose)
 
 async function reloadDevice(id, action) {
