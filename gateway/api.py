@@ -289,7 +289,7 @@ async def patch_config(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_request", "the body must be a non-empty object of settings")
     with _facade():
         values = await _gw(request).node_config(request.match_info["ref"], data)
-    return web.json_response(values)
+    return web.json_response(values, status=202 if values.get("status") == "queued" else 200)
 
 
 async def history(request: web.Request) -> web.Response:

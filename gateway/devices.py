@@ -37,6 +37,7 @@ class Device:
     session: Session | None = None
     reboot: int | None = None
     queued: dict[int, Any] = field(default_factory=dict)  # commands for a sleeping node
+    settings: dict[str, Any] = field(default_factory=dict)  # config-set for a sleeping node
     unconfirmed: int = 0  # hellos answered since the last confirm (wrong key if it grows)
     hello: tuple | None = None  # (hello bytes, sid, challenge frame) awaiting its confirm
     by_name: dict[str, model.Capability] = field(default_factory=dict)

@@ -442,6 +442,7 @@ _PATHS: dict[str, Any] = {
             "requestBody": _body(_ref("NodeSettings")),
             "responses": {
                 "200": _json(_ref("NodeConfig"), "the node's settings after the change"),
+                "202": _json(_ref("SetResult"), "queued for a sleeping node (sent when it wakes)"),
                 **_errors(400, 401, 404, 409, 503, 504),
             },
         },

@@ -324,7 +324,7 @@ class Gateway:
             self.updates.on_status(dev, body)
         elif ack is not None:
             ack()
-        if dev.queued:
+        if dev.queued or dev.settings:
             self._deliver(dev)
 
     # -- readings ----------------------------------------------------------------------
@@ -619,12 +619,13 @@ class Gateway:
         if values is not None:
             mtype, body = M.CONFIG_SET, {M.CFG_VALUES: values}
         if self.ble is not None and self.ble.serves(dev):  # BLE: over GATT
+            if self.ble.asleep(dev):
+                return self._queue_settings(dev, values)
             _, res = await self.ble.request(dev, mtype, body)
         else:
             awake = dev.last_seen is not None and time.time() - dev.last_seen < _AWAKE_S
             if dev.sleepy and not (awake and dev.session is not None):
-                why = "its settings are read and set only while it is awake (after a report)"
-                raise CommandError(409, f"{dev.name} is asleep: {why}")
+                return self._queue_settings(dev, values)
             if dev.session is None or not dev.online:
                 raise CommandError(503, f"{dev.name} is offline ({dev.reason})")
             try:
@@ -637,6 +638,32 @@ class Gateway:
             why = f" ({res[M.TEXT]})" if M.TEXT in res else ""
             raise CommandError(409, f"{dev.name} refused: {errors.name(code)}{why}")
         return dict(res.get(M.CFG_VALUES, {}))
+
+    def _queue_settings(self, dev: Device, values: dict[str, Any] | None) -> dict:
+        """A sleeping node: a change waits for its next wake, like a command; a reading of
+        its settings cannot."""
+        if values is None:
+            why = "its settings are read only while it is awake (right after a report)"
+            raise CommandError(409, f"{dev.name} is asleep: {why}; a change waits for it")
+        dev.settings.update(values)
+        return {"status": "queued"}
+
+    async def deliver_settings(self, dev: Device, request: Callable[..., Any]) -> None:
+        """A sleeping node's queued settings, now that it is awake (request: its transport's)."""
+        values, dev.settings = dev.settings, {}
+        what = ", ".join(sorted(values))  # names only: a Wi-Fi password stays out of the log
+        try:
+            _, res = await request(dev, M.CONFIG_SET, {M.CFG_VALUES: values}, 30)
+        except (TimeoutError, ConnectionError, CommandError) as e:
+            log.warning("queued settings (%s) for %s failed: %s", what, dev.name, e)
+            return
+        code = res.get(M.CODE, 0)
+        if code:
+            why = f" ({res[M.TEXT]})" if M.TEXT in res else ""
+            log.warning("%s refused its queued settings (%s): %s%s", dev.name, what,
+                        errors.name(code), why)  # fmt: skip
+        else:
+            log.info("%s took its queued settings (%s)", dev.name, what)
 
     def _applied(self, dev: Device, res: dict) -> dict:
         code = res.get(M.CODE, 0)
@@ -659,8 +686,15 @@ class Gateway:
         return values
 
     def _deliver(self, dev: Device) -> None:
-        """Send a sleeping node's queued command while it is awake (before its ack)."""
-        if not dev.queued or dev.session is None:
+        """Send a sleeping node's queued command and settings while it is awake (before
+        its ack)."""
+        if dev.session is None:
+            return
+        if dev.settings:
+            self._tasks.append(
+                asyncio.create_task(self.deliver_settings(dev, self.sessions.request))
+            )
+        if not dev.queued:
             return
         states, dev.queued = dev.queued, {}
 

@@ -574,12 +574,16 @@ async def _config(c: Any, args: argparse.Namespace) -> Any:
     values = await c.node_config(args.name, dict(args.settings) if args.settings else None)
     if args.json:
         return values
+    if values.get("status") == "queued":
+        return f"queued: {args.name} takes them when it next wakes"
     return _table(["SETTING", "VALUE"], [[k, _show(v)] for k, v in sorted(values.items())])
 
 
 async def _wifi(c: Any, args: argparse.Namespace) -> Any:
     password = sys.stdin.readline().rstrip("\r\n") if args.password == "-" else args.password
-    await c.node_config(args.name, {"wifi": {"ssid": args.ssid, "password": password}})
+    r = await c.node_config(args.name, {"wifi": {"ssid": args.ssid, "password": password}})
+    if r.get("status") == "queued":
+        return f"queued: {args.name} takes them when it next wakes, and joins {args.ssid!r} after"
     return f"{args.name} joins {args.ssid!r} from its next boot (the password is not read back)"
 
 

@@ -89,6 +89,7 @@ class ProtoNode:
         self.gw = ("127.0.0.1", gw_port)
         self.values: dict[int, Any] = {1: False, 2: 125, 3: 2100, 4: 0}
         self.commands: list[dict] = []
+        self.configs: list[dict] = []  # config-set values, as the node got them
         self.refuse: int | None = None  # answer commands with this error code
         self.mute = False  # ignore commands (a node that has gone quiet)
         self.sess: session.Session | None = None
@@ -151,9 +152,14 @@ class ProtoNode:
         if self.sess is None:
             return
         seq, _, mtype, body, _ = self.sess.open(data, p)
-        if mtype != M.COMMAND or self.mute:
+        if mtype not in (M.COMMAND, M.CONFIG_SET) or self.mute:
             return
         answer = self.sess.answer_for(seq)
+        if answer is None and mtype == M.CONFIG_SET:  # settings: recorded, taken as they are
+            self.configs.append(body[M.CFG_VALUES])
+            _, answer = self.sess.seal(M.CONFIG, {M.REF: seq, M.CODE: 0,
+                                                  M.CFG_VALUES: body[M.CFG_VALUES]})  # fmt: skip
+            self.sess.remember(seq, answer)
         if answer is None:
             self.commands.append(body)
             states = M.states(body)
@@ -474,11 +480,13 @@ def test_sleeping_node_gets_a_queued_command_when_it_wakes(gw, nodes):
     status, body, _ = http(gw, "POST", set_, {"values": {"switch": True}})
     assert (status, body) == (202, {"status": "queued"})
     assert node.commands == []
-    status, body, _ = http(gw, "GET", f"/api/devices/{node.id}/config")  # not queued: asked
+    status, body, _ = http(gw, "GET", f"/api/devices/{node.id}/config")  # asked: it cannot
     assert status == 409 and "asleep" in body["reason"]
+    status, body, _ = http(gw, "PATCH", f"/api/devices/{node.id}/config", {"interval": 600})
+    assert (status, body) == (202, {"status": "queued"})  # a change waits, like a command
     node.report({2: 130})  # it wakes
-    wait(lambda: node.commands)
-    assert node.commands == [{1: True}]
+    wait(lambda: node.commands and node.configs)
+    assert node.commands == [{1: True}] and node.configs == [{"interval": 600}]
     wait(lambda: http(gw, "GET", f"/api/devices/{node.id}/state")[1]["switch"]["value"])
 
 

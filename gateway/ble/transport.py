@@ -313,7 +313,7 @@ class BleTransport:
         else:
             self._drop("unexpected", dev.node_id, f"a {M.name(mtype)} in a broadcast frame")
             return
-        if st.queued and (st.deliver is None or st.deliver.done()):
+        if (st.queued or dev.settings) and (st.deliver is None or st.deliver.done()):
             st.deliver = asyncio.get_running_loop().create_task(self._deliver(dev, st))
 
     def schedule_flush(self) -> None:
@@ -458,13 +458,21 @@ class BleTransport:
         body: dict[int, Any] = dict(states)
         if fade_ms is not None:
             body[M.FADE] = fade_ms
-        if dev.sleepy and time.monotonic() - st.heard > _AWAKE_S:
+        if self.asleep(dev):
             st.queued.update(body)
             return {"status": "queued"}
         _, res = await self.request(dev, M.COMMAND, body)
         return {"status": "applied", "state": self.gw._applied(dev, res)}
 
+    def asleep(self, dev: Device) -> bool:
+        """A sleeping node not heard within _AWAKE_S: what it is told waits for its wake."""
+        return dev.sleepy and time.monotonic() - self.node(dev).heard > _AWAKE_S
+
     async def _deliver(self, dev: Device, st: _Node) -> None:
+        if dev.settings:  # Gateway.node_config's, queued while it slept
+            await self.gw.deliver_settings(dev, self.request)
+        if not st.queued:
+            return
         states, st.queued = st.queued, {}
         try:
             _, res = await self.request(dev, M.COMMAND, states, 30)
