@@ -79,8 +79,10 @@ class Link:
         return seq
 
     def post(self, mtype, body, con):
-        """A report or event: sent now when online, else buffered with its time."""
-        if self.online and (not con or len(self.pending.items) < 4):
+        """A report or event: sent now when online and nothing older waits, else buffered
+        with its time (a new reading must not overtake a buffered one: the gateway applies
+        the newer, and the older arrives late, kept in history but never published)."""
+        if self.online and not self.buf and (not con or len(self.pending.items) < 4):
             self.send(mtype, body, con)
         else:
             self._keep(time.ticks_ms(), mtype, body)
