@@ -237,3 +237,46 @@ def test_what_a_dying_broker_acknowledged_last_is_sent_again(tmp_path, monkeypat
         fleet.close()
         g.stop()
         broker.stop()
+
+
+def test_what_a_dying_broker_acknowledged_from_the_outbox_is_sent_again(tmp_path, monkeypatch):
+    """The same, for readings that waited on disk: the broker is away, five readings are
+    queued, the broker comes back and acknowledges them from the outbox, then dies
+    (SIGKILL) at once: those five are sent again after the next connection (they must not
+    be deleted as acknowledged before they are)."""
+    from kithnet.gateway.mqtt import hub
+
+    monkeypatch.setattr(hub, "RESEND_S", 600.0)
+    broker = Broker(tmp_path / "broker").start()
+    (node,) = F.make_nodes(1)
+    keys = tmp_path / "keys.jsonl"
+    F.write_keys(keys, [node])
+    g = GatewayThread(None, data=str(tmp_path / "gw"), keys=str(keys), mqtt_url=broker.url)
+    fleet = F.Fleet([node], ("127.0.0.1", g.gw.udp_port))
+    w = None
+    try:
+        assert fleet.connect(WAIT) == 1
+        g.wait(lambda: g.gw.metrics()["mqtt_connected"], WAIT)
+        broker.stop()
+        g.wait(lambda: not g.gw.metrics()["mqtt_connected"], WAIT)
+        fleet.send(count=5, rate=100, bodies=lambda k, _s: {1: 2000 + k, M.DUE: F.DUE_S})
+        g.wait(lambda: g.gw.metrics()["mqtt_queued"] == 5, WAIT)  # on disk
+        published = _metric(g, "mqtt_published")
+        broker.start(persistence=False)
+        g.wait(lambda: g.gw.metrics()["mqtt_published"] >= published + 5, WAIT)  # from disk
+        broker.kill()  # and with it the five
+        g.wait(lambda: not g.gw.metrics()["mqtt_connected"], WAIT)
+        assert _metric(g, "mqtt_queued") == 5  # kept on disk, to be sent again
+        broker.start()
+        topic = f"kithnet/{node.hex}/temperature"
+        w = Watcher(broker.port, [topic])
+        g.wait(lambda: (m := g.gw.metrics())["mqtt_queued"] == 0 and m["mqtt_connected"], WAIT,
+               "the readings sent again stay in the outbox (sent at every connection)")  # fmt: skip
+        g.wait(lambda: g.gw.metrics()["mqtt_published"] >= published + 10, WAIT)
+        assert json.loads(w.wait(lambda: w.last(topic), WAIT).payload) == 20.04
+    finally:
+        if w is not None:
+            w.close()
+        fleet.close()
+        g.stop()
+        broker.stop()

@@ -794,6 +794,10 @@ class MqttHub:
         live = [m for m in (*self._inflight.values(), *self._waiting) if m[4] == LIVE]
         self._inflight.clear()
         self._waiting.clear()
+        if again:  # back in the outbox under their old numbers: deleted once acknowledged anew
+            low = min(m[3] for m in again) - 1
+            self._acked = min(self._acked, low)
+            self._deleted = min(self._deleted, low)
         self._spool.extend((q, t, p, r) for t, p, r, q, _ in (*again, *live))
 
     # -- time ------------------------------------------------------------------------------------
