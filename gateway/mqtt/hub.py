@@ -141,12 +141,16 @@ class MqttHub:
             self._track(dev)
         self._hold = []
         self._unlisten = self.gw.bus.listen(self._on_event)
+        upto = None
         if self.gw.store is not None:
             self.catchup = Catchup(self.gw.store, self.outbox)
-            await self._catch_up()
+            upto = await self._catch_up()
         held, self._hold = self._hold, None
         for ev in held:
             self._on_event(ev)
+        self._flush()  # what was held is on disk (not connected yet) before the mark moves
+        if self.catchup is not None and upto is not None:
+            self.catchup.save(upto)
         self.link.start()
         self._ticker = asyncio.create_task(self._tick_forever(), name="mqtt-tick")
         log.info(
@@ -154,14 +158,15 @@ class MqttHub:
             self.s.gateway_id, self.s.where, self.s.prefix, self.s.discovery_prefix,
         )  # fmt: skip
 
-    async def _catch_up(self) -> None:
-        """Before anything new: what history has that the broker may not (catchup.py)."""
+    async def _catch_up(self) -> int | None:
+        """Before anything new: what history has that the broker may not (catchup.py); the
+        history row it goes up to, to be saved once the events held meanwhile are on disk."""
         assert self.catchup is not None
         try:
             rows, upto = await self.catchup.missed(self.s.queue_max)
         except RuntimeError as e:
             log.error("MQTT: not sending again what a crash may have kept from the broker: %s", e)
-            return
+            return None
         by_num = {dev.num: dev for dev in self.devs.values()}
         sent = 0
         for num, cid, value in rows:
@@ -171,8 +176,7 @@ class MqttHub:
         if sent:
             log.warning("MQTT: %d readings stored before the gateway stopped may not have reached "
                         "the broker; they are sent again, before new ones", sent)  # fmt: skip
-        self._flush()
-        self.catchup.save(upto)
+        return upto
 
     def _replay(self, dev: Device, cid: int, value: Any) -> bool:
         """A history row as the message its bus event made (_on_event)."""
