@@ -350,7 +350,9 @@ def test_a_pending_node_is_adopted_from_the_page(lab, browser):
     until(browser, lambda: has(browser, f'.room[data-room="porch"] [data-id="{newcomer.id}"]'),
           "the adopted node in its room")  # fmt: skip
     assert not has(browser, css)
-    assert card(browser, newcomer.id).find_element(By.CSS_SELECTOR, "h3").text == "Porch AC"
+    # Its card may be drawn again meanwhile (the node's hello updates the device): until().
+    until(browser, lambda: card(browser, newcomer.id).find_element(By.CSS_SELECTOR, "h3").text
+          == "Porch AC", "its name on its card")  # fmt: skip
     wait(lambda: newcomer.sess is not None)  # the gateway now holds its key: a session
     newcomer.report({1: True, 2: 77, 3: 2000, 4: 1})
     until(browser, lambda: shown(browser, newcomer.id, "power") == "7.7 W", "its first report")
