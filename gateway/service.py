@@ -588,8 +588,7 @@ class Gateway:
         self.counts["commands"] += 1
         if self.ble is not None and self.ble.serves(dev):  # BLE: a node on BLE, over GATT
             return await self.ble.command(dev, states, fade_ms)
-        awake = dev.last_seen is not None and time.time() - dev.last_seen < _AWAKE_S
-        if dev.sleepy and not (awake and dev.session is not None):
+        if self._asleep(dev):
             dev.queued.update(states)
             return {"status": "queued"}
         if dev.session is None or not dev.online:
@@ -623,8 +622,7 @@ class Gateway:
                 return self._queue_settings(dev, values)
             _, res = await self.ble.request(dev, mtype, body)
         else:
-            awake = dev.last_seen is not None and time.time() - dev.last_seen < _AWAKE_S
-            if dev.sleepy and not (awake and dev.session is not None):
+            if self._asleep(dev):
                 return self._queue_settings(dev, values)
             if dev.session is None or not dev.online:
                 raise CommandError(503, f"{dev.name} is offline ({dev.reason})")
@@ -633,11 +631,16 @@ class Gateway:
                 _, res = await self.sessions.request(dev, mtype, body, timeout)
             except (TimeoutError, ConnectionError) as e:
                 raise CommandError(504, f"{dev.name} did not answer ({e})") from None
-        code = res.get(M.CODE, 0)
-        if code:
-            why = f" ({res[M.TEXT]})" if M.TEXT in res else ""
-            raise CommandError(409, f"{dev.name} refused: {errors.name(code)}{why}")
+        refused = _refusal(res)
+        if refused:
+            raise CommandError(409, f"{dev.name} refused: {refused}")
         return dict(res.get(M.CFG_VALUES, {}))
+
+    @staticmethod
+    def _asleep(dev: Device) -> bool:
+        """A sleepy node on UDP is awake for _AWAKE_S after its last frame, in a session."""
+        awake = dev.last_seen is not None and time.time() - dev.last_seen < _AWAKE_S
+        return dev.sleepy and not (awake and dev.session is not None)
 
     def _queue_settings(self, dev: Device, values: dict[str, Any] | None) -> dict:
         """A sleeping node: a change waits for its next wake, like a command; a reading of
@@ -657,11 +660,9 @@ class Gateway:
         except (TimeoutError, ConnectionError, CommandError) as e:
             log.warning("queued settings (%s) for %s failed: %s", what, dev.name, e)
             return
-        code = res.get(M.CODE, 0)
-        if code:
-            why = f" ({res[M.TEXT]})" if M.TEXT in res else ""
-            log.warning("%s refused its queued settings (%s): %s%s", dev.name, what,
-                        errors.name(code), why)  # fmt: skip
+        refused = _refusal(res)
+        if refused:
+            log.warning("%s refused its queued settings (%s): %s", dev.name, what, refused)
         else:
             log.info("%s took its queued settings (%s)", dev.name, what)
 
@@ -914,6 +915,14 @@ def _bound_port(runner: Any, asked: int) -> int:
     with contextlib.suppress(AttributeError, IndexError, TypeError):
         return runner.addresses[0][1]
     return asked
+
+
+def _refusal(res: dict) -> str | None:
+    """A node's answer that refuses: its error's name, and its text if it gave one."""
+    code = res.get(M.CODE, 0)
+    if not code:
+        return None
+    return errors.name(code) + (f" ({res[M.TEXT]})" if M.TEXT in res else "")
 
 
 async def run(config: GatewayConfig) -> None:

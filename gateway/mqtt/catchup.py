@@ -57,7 +57,7 @@ class Catchup:
 
     def ask(self, seq: int) -> None:
         """Ask the store for its newest row, made as of the hub's sequence number seq."""
-        if self._asking or self.store is None:
+        if self._asking:
             return
         self._asking = True
 
