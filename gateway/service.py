@@ -903,7 +903,9 @@ def _token(path: Path) -> str:
             return tok
     except OSError:
         pass
-    tok = secrets.token_urlsafe(24)
+    # Never one that starts with "-": `kithnet ... --token -xyz` would read it as an option.
+    while (tok := secrets.token_urlsafe(24)).startswith("-"):
+        pass
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(tok + "\n")

@@ -280,3 +280,14 @@ def test_a_real_micropython_plug_through_the_cli(gw, capsys, tmp_path):
         assert e.value.code == 2 and "'interval' is not KEY=VALUE" in capsys.readouterr().err
     finally:
         board.stop()
+
+
+def test_a_made_token_never_starts_with_a_dash(tmp_path, monkeypatch):
+    """A token from DATA/token goes on command lines (`--token TOKEN`): one starting with
+    "-" would be read as an option (CI met one: secrets.token_urlsafe may start so)."""
+    from kithnet.gateway import service
+
+    made = iter(["-starts-with-a-dash", "fine-token"])
+    monkeypatch.setattr(service.secrets, "token_urlsafe", lambda _n: next(made))
+    assert service._token(tmp_path / "token") == "fine-token"
+    assert (tmp_path / "token").read_text() == "fine-token\n"
